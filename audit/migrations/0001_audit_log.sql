@@ -1,0 +1,145 @@
+-- The audit log: every webhook delivery, every rejection, and signed chain checkpoints.
+-- Append-only is enforced here, twice: the application role is granted SELECT and INSERT only,
+-- and a trigger refuses UPDATE, DELETE and TRUNCATE even for the owner. Only someone who can
+-- disable triggers (owner or superuser) can change a row, and `ledgerhook verify` catches that.
+
+CREATE SCHEMA audit;
+GRANT USAGE ON SCHEMA audit TO ledgerhook_app;
+
+CREATE FUNCTION audit.forbid_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit table %.% is append-only: % is not allowed', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'the audit log can only be appended to; retention drops whole partitions';
+END $$;
+
+-- One row per delivery, duplicates included. `id` is the row's place in the hash chain: assigned
+-- gap-free under an advisory lock by audit.chain (see the docstring there), never by a sequence.
+CREATE TABLE audit.deliveries (
+    id             bigint      NOT NULL,
+    received_at    timestamptz NOT NULL,
+    provider       text        NOT NULL CHECK (provider IN ('stripe', 'chargebee')),
+    endpoint       text        NOT NULL,
+    account        text        NOT NULL,
+    event_id       text        NOT NULL,
+    event_type     text        NOT NULL,
+    event_created  bigint      NOT NULL,          -- provider's own event time, unix seconds
+    object_id      text,                          -- id of the event's main object, for queries
+    origin         text        NOT NULL CHECK (origin IN ('webhook', 'reconciliation')),
+    source_address text,
+    content_type   text,
+    headers        json        NOT NULL,          -- [[name, value], ...] as received, credentials redacted; json keeps the text verbatim
+    verification   text        NOT NULL,          -- how it was verified, e.g. 'stripe-v1:key=3f2a...'; never a secret
+    duplicate_of   bigint,                        -- first delivery of the same (provider, account, event_id)
+    body           bytea       NOT NULL,          -- exact bytes as received
+    body_sha256    bytea       NOT NULL,
+    prev_hash      bytea       NOT NULL,
+    row_hash       bytea       NOT NULL,
+    PRIMARY KEY (id, received_at)
+) PARTITION BY RANGE (received_at);
+
+CREATE INDEX deliveries_id ON audit.deliveries (id);
+CREATE INDEX deliveries_received ON audit.deliveries (received_at, id);
+CREATE INDEX deliveries_event ON audit.deliveries (provider, account, event_id);
+CREATE INDEX deliveries_object ON audit.deliveries (provider, object_id, event_created, id);
+CREATE INDEX deliveries_type ON audit.deliveries (event_type, id);
+CREATE INDEX deliveries_event_created ON audit.deliveries (event_created, id);
+
+-- First delivery of each event: the uniqueness that makes "duplicate" a database fact.
+CREATE TABLE audit.events (
+    provider          text        NOT NULL,
+    account           text        NOT NULL,
+    event_id          text        NOT NULL,
+    first_delivery_id bigint      NOT NULL,
+    first_received_at timestamptz NOT NULL,
+    PRIMARY KEY (provider, account, event_id)
+);
+
+CREATE SEQUENCE audit.rejections_id_seq;
+CREATE TABLE audit.rejections (
+    id             bigint      NOT NULL DEFAULT nextval('audit.rejections_id_seq'),
+    received_at    timestamptz NOT NULL,
+    provider       text        NOT NULL,
+    endpoint       text        NOT NULL,
+    status         integer     NOT NULL,
+    reason         text        NOT NULL,
+    source_address text,
+    headers        json        NOT NULL,
+    body_prefix    bytea       NOT NULL,          -- at most the first 4 KiB
+    body_size      bigint      NOT NULL,
+    body_sha256    bytea       NOT NULL,          -- of the whole body as received
+    PRIMARY KEY (id, received_at)
+) PARTITION BY RANGE (received_at);
+CREATE INDEX rejections_received ON audit.rejections (received_at, id);
+CREATE INDEX rejections_id ON audit.rejections (id);
+
+-- Signed checkpoints of the chain head: an auditor can keep one outside the system.
+CREATE TABLE audit.checkpoints (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at  timestamptz NOT NULL,
+    delivery_id bigint      NOT NULL,             -- last chain position covered
+    chain_hash  bytea       NOT NULL,             -- row_hash of that delivery
+    row_count   bigint      NOT NULL,
+    key_id      text        NOT NULL,             -- fingerprint of the signing key, never the key
+    signature   bytea       NOT NULL              -- HMAC-SHA256, see audit.checkpoints
+);
+
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.deliveries
+    FOR EACH ROW EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.events
+    FOR EACH ROW EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.rejections
+    FOR EACH ROW EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON audit.checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.events
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.rejections
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change();
+CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change();
+
+-- Monthly partitions from last month to `months_ahead` ahead, plus a default partition so a
+-- delivery is never refused for want of one. TRUNCATE of a single partition does not fire the
+-- parent's trigger, so each partition gets its own. Runs as the owner (SECURITY DEFINER) so the
+-- worker's daily cron can call it as the application role.
+CREATE FUNCTION audit.ensure_partitions(months_ahead integer DEFAULT 3) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    parent  text;
+    first_m date := (date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')::date;
+    m       date;
+    part    text;
+    created integer := 0;
+BEGIN
+    FOREACH parent IN ARRAY ARRAY['deliveries', 'rejections'] LOOP
+        part := parent || '_default';
+        IF to_regclass('audit.' || part) IS NULL THEN
+            EXECUTE format('CREATE TABLE audit.%I PARTITION OF audit.%I DEFAULT', part, parent);
+            EXECUTE format('CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.%I '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change()', part);
+            created := created + 1;
+        END IF;
+        FOR i IN 0..months_ahead + 1 LOOP
+            m := (first_m + make_interval(months => i))::date;
+            part := format('%s_y%sm%s', parent, to_char(m, 'YYYY'), to_char(m, 'MM'));
+            IF to_regclass('audit.' || part) IS NULL THEN
+                EXECUTE format('CREATE TABLE audit.%I PARTITION OF audit.%I FOR VALUES FROM (%L) TO (%L)',
+                               part, parent, to_char(m, 'YYYY-MM-DD') || ' 00:00:00+00',
+                               to_char((m + interval '1 month')::date, 'YYYY-MM-DD') || ' 00:00:00+00');
+                EXECUTE format('CREATE TRIGGER forbid_truncate BEFORE TRUNCATE ON audit.%I '
+                               'FOR EACH STATEMENT EXECUTE FUNCTION audit.forbid_change()', part);
+                created := created + 1;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END $$;
+REVOKE ALL ON FUNCTION audit.ensure_partitions(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.ensure_partitions(integer) TO ledgerhook_app;
+
+GRANT SELECT, INSERT ON audit.deliveries, audit.events, audit.rejections, audit.checkpoints TO ledgerhook_app;
+GRANT USAGE ON SEQUENCE audit.rejections_id_seq TO ledgerhook_app;

@@ -1,0 +1,79 @@
+"""The Litestar application: one app for webhooks, health, audit, state and alerts routes.
+
+``create_app(settings)`` builds everything from the settings it is given; nothing is created at
+import time. Long-lived resources (the PostgreSQL pool, the Redis pool, the ingest appender) are
+opened in the lifespan and reached by handlers through ``app.state`` / dependencies. Each
+package's errors are mapped to HTTP responses here, in one place (:data:`EXCEPTION_HANDLERS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from audit.errors import AuditError, InvalidQuery, NotFound
+from ledgerhook.db import create_pool
+from ledgerhook.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def _error(status: int, reason: str) -> Response[dict[str, str]]:
+    return Response({"error": reason}, status_code=status)
+
+
+def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[dict[str, str]]:
+    if isinstance(exc, NotFound):
+        return _error(404, str(exc) or "not found")
+    if isinstance(exc, InvalidQuery):
+        return _error(400, str(exc))
+    return _error(500, "audit error")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    AuditError: _audit_error,
+}
+
+
+def route_handlers() -> list[Any]:
+    """Every package's routes. Each package exposes its handlers in a ``routes`` list."""
+    handlers: list[Any] = []
+    return handlers
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
+    """The app. ``pool`` lets tests share one pool; otherwise the lifespan opens and closes one."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        own = pool is None
+        app.state.pool = await create_pool(settings) if own else pool
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.pool.close()
+
+    async def provide_pool(state: State) -> asyncpg.Pool:
+        p: asyncpg.Pool = state.pool
+        return p
+
+    return Litestar(
+        route_handlers=route_handlers(),
+        lifespan=[lifespan],
+        dependencies={
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "pool": Provide(provide_pool),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Ledgerhook", version="0.1.0", path="/schema"),
+        state=State({"settings": settings}),
+        debug=False,
+    )
