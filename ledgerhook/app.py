@@ -37,15 +37,19 @@ def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[d
     return _error(500, "audit error")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     AuditError: _audit_error,
 }
 
 
 def route_handlers() -> list[Any]:
     """Every package's routes. Each package exposes its handlers in a ``routes`` list."""
-    handlers: list[Any] = []
-    return handlers
+    from alerts.routes import routes as alert_routes
+    from audit.routes import routes as audit_routes
+    from ingest.routes import routes as ingest_routes
+    from processors.routes import routes as state_routes
+
+    return [*ingest_routes, *audit_routes, *state_routes, *alert_routes]
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:

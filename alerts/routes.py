@@ -1,0 +1,7 @@
+"""HTTP routes of the `alerts` package, collected by `ledgerhook.app.route_handlers`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+routes: list[Any] = []

@@ -1,0 +1,112 @@
+"""Every Prometheus metric Ledgerhook exports, defined once.
+
+Multi-process safe: when ``PROMETHEUS_MULTIPROC_DIR`` is set (``ledgerhook serve --workers N``
+sets it), the client library writes per-process files and ``/metrics`` aggregates them. Gauges
+state how they combine across processes. Labels never carry secrets or unbounded values (no event
+ids, no object ids).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _mp
+
+__all__ = ["CONTENT_TYPE_LATEST", "render"]
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+deliveries_received = Counter(
+    "ledgerhook_deliveries_received_total",
+    "Webhook deliveries received, by provider, endpoint and outcome (stored, duplicate, rejected, unavailable).",
+    ["provider", "endpoint", "outcome"],
+)
+verification_failures = Counter(
+    "ledgerhook_verification_failures_total",
+    "Deliveries that failed verification, by provider and reason.",
+    ["provider", "reason"],
+)
+rejections_unrecorded = Counter(
+    "ledgerhook_rejections_unrecorded_total",
+    "Rejections counted but not written to the rejection log (over the per-minute cap).",
+    ["provider", "endpoint"],
+)
+request_seconds = Histogram(
+    "ledgerhook_http_request_duration_seconds",
+    "HTTP request latency by route and status class.",
+    ["route", "status"],
+    buckets=_LATENCY,
+)
+commit_batch_size = Histogram(
+    "ledgerhook_ingest_commit_batch_size",
+    "Deliveries committed per group-commit transaction.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+enqueue_failures = Counter(
+    "ledgerhook_enqueue_failures_total",
+    "Wake-ups that could not be sent to Redis (the sweeper picks these deliveries up).",
+)
+receipt_to_applied_seconds = Histogram(
+    "ledgerhook_receipt_to_applied_seconds",
+    "Time from a delivery's receipt to its application to billing state.",
+    ["provider"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+events_processed = Counter(
+    "ledgerhook_events_processed_total",
+    "Deliveries processed by the workers, by provider and outcome (applied, duplicate, stale, ignored, dead_letter).",
+    ["provider", "outcome"],
+)
+queue_depth = Gauge(
+    "ledgerhook_queue_depth",
+    "Committed deliveries not yet processed.",
+    multiprocess_mode="max",
+)
+oldest_unprocessed_seconds = Gauge(
+    "ledgerhook_oldest_unprocessed_age_seconds",
+    "Age of the oldest committed delivery not yet processed.",
+    multiprocess_mode="max",
+)
+dead_letters = Gauge(
+    "ledgerhook_dead_letters",
+    "Deliveries in the dead-letter state.",
+    multiprocess_mode="max",
+)
+alerts_open = Gauge(
+    "ledgerhook_alerts_open",
+    "Open (unresolved) alerts by rule and severity.",
+    ["rule", "severity"],
+    multiprocess_mode="max",
+)
+alerts_fired = Counter(
+    "ledgerhook_alerts_fired_total",
+    "Alerts opened, by rule and severity.",
+    ["rule", "severity"],
+)
+chain_verified = Gauge(
+    "ledgerhook_chain_verification_ok",
+    "1 when the last hash-chain verification passed, 0 when it found a broken row.",
+    multiprocess_mode="min",
+)
+chain_verified_at = Gauge(
+    "ledgerhook_chain_verification_timestamp_seconds",
+    "Unix time of the last hash-chain verification.",
+    multiprocess_mode="max",
+)
+
+
+def render() -> bytes:
+    """The exposition text: aggregated across processes in multi-process mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
