@@ -70,8 +70,12 @@ def _message(delivery_id: int, row_count: int, chain_hash: bytes, created_at: da
     )
 
 
-def sign(key: bytes, delivery_id: int, row_count: int, chain_hash: bytes, created_at: datetime) -> bytes:
-    return hmac.new(key, _message(delivery_id, row_count, chain_hash, created_at), "sha256").digest()
+def sign(
+    key: bytes, delivery_id: int, row_count: int, chain_hash: bytes, created_at: datetime
+) -> bytes:
+    return hmac.new(
+        key, _message(delivery_id, row_count, chain_hash, created_at), "sha256"
+    ).digest()
 
 
 def signature_ok(key: bytes, cp: Checkpoint) -> bool:

@@ -69,14 +69,20 @@ async def verify_chain(
             start = await get_checkpoint(conn, from_checkpoint)
             if start is None:
                 return VerifyResult(
-                    ok=False, checked=0, head_id=0, head_hash=GENESIS,
+                    ok=False,
+                    checked=0,
+                    head_id=0,
+                    head_hash=GENESIS,
                     reason=f"checkpoint {from_checkpoint} does not exist",
                 )
         elif from_latest_checkpoint:
             start = await latest_checkpoint(conn)
         if start is not None and key is not None and not signature_ok(key, start):
             return VerifyResult(
-                ok=False, checked=0, head_id=start.delivery_id, head_hash=start.chain_hash,
+                ok=False,
+                checked=0,
+                head_id=start.delivery_id,
+                head_hash=start.chain_hash,
                 first_bad_id=start.delivery_id,
                 reason=f"checkpoint {start.id} signature does not verify with the configured key",
             )
@@ -91,8 +97,12 @@ async def verify_chain(
         )
         for r in rows:
             cp = Checkpoint(
-                id=r["id"], created_at=r["created_at"], delivery_id=r["delivery_id"],
-                chain_hash=bytes(r["chain_hash"]), row_count=r["row_count"], key_id=r["key_id"],
+                id=r["id"],
+                created_at=r["created_at"],
+                delivery_id=r["delivery_id"],
+                chain_hash=bytes(r["chain_hash"]),
+                row_count=r["row_count"],
+                key_id=r["key_id"],
                 signature=bytes(r["signature"]),
             )
             checkpoints.setdefault(cp.delivery_id, []).append(cp)
@@ -101,8 +111,14 @@ async def verify_chain(
 
         def broken(row_id: int, reason: str) -> VerifyResult:
             return VerifyResult(
-                ok=False, checked=checked, head_id=expected - 1, head_hash=prev,
-                started_after=after, checkpoints_checked=matched, first_bad_id=row_id, reason=reason,
+                ok=False,
+                checked=checked,
+                head_id=expected - 1,
+                head_hash=prev,
+                started_after=after,
+                checkpoints_checked=matched,
+                first_bad_id=row_id,
+                reason=reason,
             )
 
         async for r in conn.cursor(_SELECT, after, prefetch=1000):
@@ -113,17 +129,28 @@ async def verify_chain(
                 return broken(expected, f"rows {expected}..{row_id - 1} are missing (deleted)")
             stored_prev = bytes(r["prev_hash"])
             if stored_prev != prev:
-                return broken(row_id, "prev_hash does not match the previous row (reordered or spliced)")
+                return broken(
+                    row_id, "prev_hash does not match the previous row (reordered or spliced)"
+                )
             body_digest = hashlib.sha256(r["body"]).digest()
             if body_digest != bytes(r["body_sha256"]):
                 return broken(row_id, "body does not match body_sha256 (body modified)")
             fields = ChainFields(
-                id=row_id, received_at=r["received_at"], provider=r["provider"],
-                endpoint=r["endpoint"], account=r["account"], event_id=r["event_id"],
-                event_type=r["event_type"], event_created=r["event_created"],
-                object_id=r["object_id"], origin=r["origin"], source_address=r["source_address"],
-                content_type=r["content_type"], headers=r["headers"],
-                verification=r["verification"], duplicate_of=r["duplicate_of"],
+                id=row_id,
+                received_at=r["received_at"],
+                provider=r["provider"],
+                endpoint=r["endpoint"],
+                account=r["account"],
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                event_created=r["event_created"],
+                object_id=r["object_id"],
+                origin=r["origin"],
+                source_address=r["source_address"],
+                content_type=r["content_type"],
+                headers=r["headers"],
+                verification=r["verification"],
+                duplicate_of=r["duplicate_of"],
                 body_sha256=body_digest,
             )
             computed = row_hash(prev, fields)
@@ -142,8 +169,15 @@ async def verify_chain(
                 progress(checked)
         for position in checkpoints:
             if position >= expected:
-                return broken(expected, f"a checkpoint covers id {position} but the log ends at {expected - 1} (rows deleted)")
+                return broken(
+                    expected,
+                    f"a checkpoint covers id {position} but the log ends at {expected - 1} (rows deleted)",
+                )
     return VerifyResult(
-        ok=True, checked=checked, head_id=expected - 1, head_hash=prev,
-        started_after=after, checkpoints_checked=matched,
+        ok=True,
+        checked=checked,
+        head_id=expected - 1,
+        head_hash=prev,
+        started_after=after,
+        checkpoints_checked=matched,
     )

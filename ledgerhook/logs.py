@@ -20,7 +20,9 @@ from ledgerhook.settings import Settings
 
 __all__ = ["bind", "configure_logging", "log_context"]
 
-log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
+log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_context", default=None
+)
 _encoder = msgspec.json.Encoder()
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -33,7 +35,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update(log_context.get())
+        entry.update(log_context.get() or {})
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -44,7 +46,7 @@ class JsonFormatter(logging.Formatter):
 
 @contextmanager
 def bind(**values: Any) -> Iterator[None]:
-    token = log_context.set({**log_context.get(), **values})
+    token = log_context.set({**(log_context.get() or {}), **values})
     try:
         yield
     finally:

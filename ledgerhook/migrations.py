@@ -3,7 +3,7 @@
 Migrations are ``NNNN_name.sql`` files in each package's ``migrations/`` folder (``audit`` owns
 0001-0099, ``processors`` 0100-0199, ``alerts`` 0200-0299); versions are unique across packages
 and applied in numeric order. Each applied file is recorded with its SHA-256 in
-``public.ledgerhook_migrations``; an applied file whose text changed is an error, never silently
+``ledgerhook.schema_migrations``; an applied file whose text changed is an error, never silently
 re-run. Everything cluster-wide (database, roles) and database-wide (migrations) happens under a
 PostgreSQL advisory lock, so two ``ledgerhook migrate`` at once serialise instead of racing.
 
@@ -113,9 +113,12 @@ async def migrate(settings: Settings, migrations: list[Migration] | None = None)
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
         async with conn.transaction():
             await conn.execute(f'SET LOCAL ROLE "{OWNER_ROLE}"')
+            # Our own schema, not public: on PostgreSQL 15 only the database owner may create in
+            # public, and the database may have been created by someone else.
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS ledgerhook")
             await conn.execute(
                 """
-                CREATE TABLE IF NOT EXISTS public.ledgerhook_migrations (
+                CREATE TABLE IF NOT EXISTS ledgerhook.schema_migrations (
                     version    integer PRIMARY KEY,
                     name       text NOT NULL,
                     checksum   text NOT NULL,
@@ -125,7 +128,7 @@ async def migrate(settings: Settings, migrations: list[Migration] | None = None)
             )
         done = {
             r["version"]: r["checksum"]
-            for r in await conn.fetch("SELECT version, checksum FROM public.ledgerhook_migrations")
+            for r in await conn.fetch("SELECT version, checksum FROM ledgerhook.schema_migrations")
         }
         for m in migrations:
             if m.version in done:
@@ -140,9 +143,11 @@ async def migrate(settings: Settings, migrations: list[Migration] | None = None)
                 try:
                     await conn.execute(m.sql)
                 except asyncpg.PostgresError as exc:
-                    raise MigrationError(f"migration {m.version:04d}_{m.name} failed: {exc}") from exc
+                    raise MigrationError(
+                        f"migration {m.version:04d}_{m.name} failed: {exc}"
+                    ) from exc
                 await conn.execute(
-                    "INSERT INTO public.ledgerhook_migrations (version, name, checksum) "
+                    "INSERT INTO ledgerhook.schema_migrations (version, name, checksum) "
                     "VALUES ($1, $2, $3)",
                     m.version,
                     m.name,

@@ -162,6 +162,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_min: int = 2
     db_pool_max: int = 16
     sentry_dsn: Secret | None = None
+    # The worker's own /metrics (ledgerhook.observability); 0 disables. Containers bind 0.0.0.0.
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
     # Shortcuts for the default endpoints ``/webhooks/stripe`` and ``/webhooks/chargebee``.
     stripe_webhook_secrets: tuple[Secret, ...] = ()
     chargebee_basic_auth: tuple[Secret, ...] = ()
@@ -280,9 +283,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             with open(config_path, "rb") as fh:
                 raw = tomllib.load(fh)
         except OSError as exc:
-            raise SettingsError(f"LEDGERHOOK_CONFIG: cannot read {config_path}: {exc.strerror}") from None
+            raise SettingsError(
+                f"LEDGERHOOK_CONFIG: cannot read {config_path}: {exc.strerror}"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"LEDGERHOOK_CONFIG: {config_path} is not valid TOML: {exc}") from None
+            raise SettingsError(
+                f"LEDGERHOOK_CONFIG: {config_path} is not valid TOML: {exc}"
+            ) from None
     raw = _merge(raw, _from_env(env))
     if "database_url" not in raw:
         raise SettingsError("LEDGERHOOK_DATABASE_URL is required (a postgresql:// URL)")
@@ -307,7 +314,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _check(settings: Settings) -> None:
-    for name, url in (("DATABASE_URL", settings.database_url), ("ADMIN_DATABASE_URL", settings.admin_database_url)):
+    for name, url in (
+        ("DATABASE_URL", settings.database_url),
+        ("ADMIN_DATABASE_URL", settings.admin_database_url),
+    ):
         if url is not None and not url.reveal().startswith(("postgresql://", "postgres://")):
             raise SettingsError(f"LEDGERHOOK_{name}: must be a postgresql:// URL")
     if not settings.redis_url.reveal().startswith(("redis://", "rediss://", "unix://")):
@@ -321,7 +331,9 @@ def _check(settings: Settings) -> None:
             raise SettingsError("LEDGERHOOK_CHARGEBEE_BASIC_AUTH: each entry must be user:password")
     for secret in settings.stripe_webhook_secrets:
         if not secret.reveal().startswith("whsec_"):
-            raise SettingsError("LEDGERHOOK_STRIPE_WEBHOOK_SECRETS: each entry must start with whsec_")
+            raise SettingsError(
+                "LEDGERHOOK_STRIPE_WEBHOOK_SECRETS: each entry must start with whsec_"
+            )
     seen: set[tuple[str, str]] = set()
     for e in settings.endpoints:
         if (e.provider, e.name) in seen:

@@ -18,6 +18,8 @@ __all__ = ["main"]
 
 COMMANDS = (
     "ledgerhook.cli.database",
+    "ledgerhook.cli.tokens",
+    "ledgerhook.cli.export",
 )
 
 

@@ -83,9 +83,13 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
         if cp is None:
-            print("no checkpoint written: the log is empty or does not verify (run ledgerhook verify)")
+            print(
+                "no checkpoint written: the log is empty or does not verify (run ledgerhook verify)"
+            )
             return 1
-        print(f"checkpoint {cp.id}: delivery {cp.delivery_id}, chain hash {cp.chain_hash.hex()}, key {cp.key_id}")
+        print(
+            f"checkpoint {cp.id}: delivery {cp.delivery_id}, chain hash {cp.chain_hash.hex()}, key {cp.key_id}"
+        )
         return 0
 
     return asyncio.run(run())

@@ -1,0 +1,7 @@
+"""``python -m ledgerhook.cli``."""
+
+import sys
+
+from ledgerhook.cli import main
+
+sys.exit(main())
