@@ -18,7 +18,15 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from audit.errors import AuditError, InvalidQuery, NotFound
+from audit.errors import (
+    AuditError,
+    AuthError,
+    Forbidden,
+    InvalidQuery,
+    NotFound,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
 
@@ -37,8 +45,23 @@ def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[d
     return _error(500, "audit error")
 
 
+def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dict[str, str]]:
+    if isinstance(exc, Unauthenticated):
+        return Response(
+            {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    if isinstance(exc, Forbidden):
+        return _error(403, str(exc))
+    if isinstance(exc, TooManyAttempts):
+        return Response(
+            {"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
+    return _error(401, "not authenticated")
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     AuditError: _audit_error,
+    AuthError: _auth_error,
 }
 
 
