@@ -1,0 +1,130 @@
+"""A whole Ledgerhook installation of the test's own: PostgreSQL, Redis, API servers, workers.
+
+``Cluster`` starts everything from the real CLI (``ledgerhook migrate``, ``serve``, ``worker``)
+with environment variables pointing at the private servers, and restarts what a fault stops.
+A process that exits without the harness having killed it is recorded in ``unexpected_exits``:
+"never crashes a process" is one of the things the fault run checks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.faults.services import PrivatePostgres, PrivateRedis, Service, free_port, run_cli
+from tests.faults.stream import CHARGEBEE_AUTH, CHARGEBEE_SITE, STRIPE_ACCOUNT, STRIPE_SECRET
+
+CHECKPOINT_KEY = "fault-harness-checkpoint-key-0123456789"
+DBNAME = "ledgerhook_faults"
+
+
+@dataclass
+class ClusterConfig:
+    api_processes: int = 2
+    worker_processes: int = 2
+    job_timeout_seconds: int = 3
+    sweep_after_seconds: float = 2.0
+    sweep_interval_seconds: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig | None = None) -> None:
+        self.config = config or ClusterConfig()
+        self.logdir = Path(tempfile.mkdtemp(prefix="lh-faults-"))
+        self.pg = PrivatePostgres()
+        self.redis = PrivateRedis()
+        self.apis: list[Service] = []
+        self.workers: list[Service] = []
+        self.unexpected_exits: list[str] = []
+        # Faults and the supervisor run in threads; one at a time touches the processes.
+        self.lock = threading.RLock()
+
+    @property
+    def database_url(self) -> str:
+        return f"{self.pg.url}/{DBNAME}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        c = self.config
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
+        env.update(
+            {
+                "LEDGERHOOK_DATABASE_URL": self.database_url,
+                "LEDGERHOOK_REDIS_URL": self.redis.url,
+                "LEDGERHOOK_CHECKPOINT_KEY": CHECKPOINT_KEY,
+                "LEDGERHOOK_LOG_FORMAT": "json",
+                "LEDGERHOOK_LOG_LEVEL": "INFO",
+                "LEDGERHOOK_DB_POOL_MIN": "1",
+                "LEDGERHOOK_DB_POOL_MAX": "8",
+                "LEDGERHOOK_STRIPE_WEBHOOK_SECRETS": STRIPE_SECRET,
+                "LEDGERHOOK_STRIPE_ACCOUNT": STRIPE_ACCOUNT,
+                "LEDGERHOOK_CHARGEBEE_BASIC_AUTH": CHARGEBEE_AUTH,
+                "LEDGERHOOK_CHARGEBEE_SITE": CHARGEBEE_SITE,
+                "LEDGERHOOK_INGEST__COMMIT_TIMEOUT_SECONDS": "5",
+                "LEDGERHOOK_PROCESSORS__QUEUE_NAME": "lh-faults",
+                "LEDGERHOOK_PROCESSORS__JOB_TIMEOUT_SECONDS": str(c.job_timeout_seconds),
+                "LEDGERHOOK_PROCESSORS__SWEEP_AFTER_SECONDS": str(c.sweep_after_seconds),
+                "LEDGERHOOK_PROCESSORS__SWEEP_INTERVAL_SECONDS": str(c.sweep_interval_seconds),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(c.extra_env)
+        return env
+
+    def start(self) -> None:
+        self.pg.start()
+        self.redis.start()
+        migrated = run_cli(self.env, "migrate")
+        if migrated.returncode != 0:
+            raise RuntimeError(f"ledgerhook migrate failed: {migrated.stderr}")
+        env = self.env
+        for i in range(self.config.api_processes):
+            port = free_port()
+            api = Service(
+                f"api{i}",
+                ["serve", "--host", "127.0.0.1", "--port", str(port)],
+                env,
+                self.logdir,
+                port=port,
+            )
+            self.apis.append(api)
+        for i in range(self.config.worker_processes):
+            self.workers.append(Service(f"worker{i}", ["worker"], env, self.logdir))
+        for s in (*self.apis, *self.workers):
+            s.start()
+
+    @property
+    def api_ports(self) -> list[int]:
+        return [a.port for a in self.apis if a.port is not None]
+
+    def supervise(self) -> None:
+        """Restart any process that died on its own, and remember that it did."""
+        with self.lock:
+            for s in (*self.apis, *self.workers):
+                if s.proc is not None and s.proc.poll() is not None:
+                    code = s.proc.returncode
+                    self.unexpected_exits.append(f"{s.name} exited with {code}")
+                    s.proc = None
+                    s.start()
+
+    def stall(self, service: Service, seconds: float) -> None:
+        service.signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        service.signal(signal.SIGCONT)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"===== {s.name} =====\n{s.output()[-4000:]}" for s in (*self.apis, *self.workers)
+        )
+
+    def close(self) -> None:
+        for s in (*self.apis, *self.workers):
+            s.stop()
+        self.redis.close()
+        self.pg.close()
