@@ -1,0 +1,199 @@
+"""Gathering the facts the rules read, from PostgreSQL (the only I/O the rules depend on).
+
+Tailing rules: ``processors.anomalies.id`` is a plain sequence whose values commit out of order,
+so unseen anomalies are found by anti-join against ``alerts.seen_anomalies`` (a tracking row per
+anomaly), never by "id > last id". ``audit.deliveries.id`` is gap-free and commits in order (the
+chain lock), so the processing-lag scan keeps a low-water mark in ``alerts.cursors``: every
+delivery at or below it had a ``processors.processed`` row when it was last looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from alerts.model import (
+    Anomaly,
+    DeadLetters,
+    EndpointActivity,
+    Facts,
+    RejectionCount,
+    Unprocessed,
+)
+from audit.dbtypes import Conn
+from ledgerhook.settings import Settings
+
+__all__ = ["gather", "mark_anomalies_seen"]
+
+_ANOMALY_BATCH = 5000
+_LOW_WATER = "processed_low_water"
+
+
+async def unseen_anomalies(conn: Conn) -> tuple[Anomaly, ...]:
+    """Anomalies not yet turned into findings; ``predecessor_arrived`` means an earlier event for
+    the same object was delivered after the anomaly's delivery (the late predecessor came)."""
+    rows = await conn.fetch(
+        """
+        SELECT a.id, a.kind, a.provider, a.account, a.object_type, a.object_id, a.delivery_id,
+               a.event_type, a.event_created, a.created_at,
+               (a.kind = 'missing_predecessor' AND EXISTS (
+                    SELECT 1 FROM audit.deliveries d
+                    WHERE d.provider = a.provider AND d.object_id = a.object_id
+                      AND d.account = a.account AND d.id > a.delivery_id
+                      AND d.event_created <= a.event_created AND d.duplicate_of IS NULL
+               )) AS predecessor_arrived
+        FROM processors.anomalies a
+        WHERE NOT EXISTS (SELECT 1 FROM alerts.seen_anomalies s WHERE s.anomaly_id = a.id)
+        ORDER BY a.id
+        LIMIT $1
+        """,
+        _ANOMALY_BATCH,
+    )
+    return tuple(
+        Anomaly(
+            id=r["id"],
+            kind=r["kind"],
+            provider=r["provider"],
+            account=r["account"],
+            object_type=r["object_type"] or "",
+            object_id=r["object_id"] or "",
+            delivery_id=r["delivery_id"],
+            event_type=r["event_type"] or "",
+            event_created=r["event_created"] or 0,
+            created_at=r["created_at"],
+            predecessor_arrived=bool(r["predecessor_arrived"]),
+        )
+        for r in rows
+    )
+
+
+async def mark_anomalies_seen(conn: Conn, ids: Iterable[int], now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO alerts.seen_anomalies (anomaly_id, seen_at) "
+        "SELECT unnest($1::bigint[]), $2 ON CONFLICT DO NOTHING",
+        list(ids),
+        now,
+    )
+
+
+async def _watching_since(conn: Conn, name: str, now: datetime) -> datetime:
+    await conn.execute(
+        "INSERT INTO alerts.cursors (name, created_at, updated_at) VALUES ($1, $2, $2) "
+        "ON CONFLICT DO NOTHING",
+        name,
+        now,
+    )
+    since: datetime = await conn.fetchval(
+        "SELECT created_at FROM alerts.cursors WHERE name = $1", name
+    )
+    return since
+
+
+async def endpoint_activity(
+    conn: Conn, settings: Settings, now: datetime
+) -> tuple[EndpointActivity, ...]:
+    out = []
+    for e in settings.all_endpoints():
+        if e.silence_after_seconds <= 0:
+            continue
+        since = await _watching_since(conn, f"watch:{e.provider}/{e.name}", now)
+        last = await conn.fetchval(
+            "SELECT max(received_at) FROM audit.deliveries WHERE provider = $1 AND endpoint = $2 "
+            "AND origin = 'webhook' AND received_at >= $3",
+            e.provider,
+            e.name,
+            min(since, now - timedelta(seconds=e.silence_after_seconds)),
+        )
+        out.append(
+            EndpointActivity(
+                provider=e.provider,
+                endpoint=e.name,
+                silence_after_seconds=e.silence_after_seconds,
+                last_verified_at=last,
+                watching_since=since,
+            )
+        )
+    return tuple(out)
+
+
+async def rejection_counts(conn: Conn, since: datetime) -> tuple[RejectionCount, ...]:
+    rows = await conn.fetch(
+        "SELECT provider, endpoint, reason, count(*) AS n FROM audit.rejections "
+        "WHERE received_at > $1 GROUP BY provider, endpoint, reason",
+        since,
+    )
+    grouped: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        grouped.setdefault((r["provider"], r["endpoint"]), {})[r["reason"]] = r["n"]
+    return tuple(
+        RejectionCount(provider=p, endpoint=e, count=sum(reasons.values()), reasons=reasons)
+        for (p, e), reasons in sorted(grouped.items())
+    )
+
+
+async def dead_letters(conn: Conn) -> tuple[DeadLetters, ...]:
+    rows = await conn.fetch(
+        "SELECT provider, count(*) AS n, (array_agg(delivery_id ORDER BY delivery_id DESC))[1:20] AS ids "
+        "FROM processors.processed WHERE outcome = 'dead_letter' GROUP BY provider ORDER BY provider"
+    )
+    return tuple(
+        DeadLetters(provider=r["provider"], count=r["n"], delivery_ids=tuple(sorted(r["ids"])))
+        for r in rows
+    )
+
+
+async def oldest_unprocessed(conn: Conn, now: datetime) -> Unprocessed | None:
+    await conn.execute(
+        "INSERT INTO alerts.cursors (name, created_at, updated_at) VALUES ($1, $2, $2) "
+        "ON CONFLICT DO NOTHING",
+        _LOW_WATER,
+        now,
+    )
+    low: int = await conn.fetchval(
+        "SELECT position FROM alerts.cursors WHERE name = $1", _LOW_WATER
+    )
+    row = await conn.fetchrow(
+        "SELECT d.id, d.provider, d.received_at FROM audit.deliveries d WHERE d.id > $1 "
+        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id) "
+        "ORDER BY d.id LIMIT 1",
+        low,
+    )
+    if row is None:
+        head = await conn.fetchval(
+            "SELECT coalesce(max(id), 0) FROM audit.deliveries WHERE id > $1", low
+        )
+        new_low = max(low, head or 0)
+    else:
+        new_low = row["id"] - 1
+    if new_low != low:
+        await conn.execute(
+            "UPDATE alerts.cursors SET position = $2, updated_at = $3 WHERE name = $1 AND position < $2",
+            _LOW_WATER,
+            new_low,
+            now,
+        )
+    if row is None:
+        return None
+    count = await conn.fetchval(
+        "SELECT count(*) FROM audit.deliveries d WHERE d.id >= $1 "
+        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)",
+        row["id"],
+    )
+    return Unprocessed(
+        delivery_id=row["id"], provider=row["provider"], received_at=row["received_at"], count=count
+    )
+
+
+async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
+    """Everything the sweep's rules read, as of ``now``."""
+    cfg = settings.alerts
+    return Facts(
+        config=cfg,
+        anomalies=await unseen_anomalies(conn),
+        endpoints=await endpoint_activity(conn, settings, now),
+        rejections=await rejection_counts(
+            conn, now - timedelta(seconds=cfg.rejections_window_seconds)
+        ),
+        dead_letters=await dead_letters(conn),
+        oldest_unprocessed=await oldest_unprocessed(conn, now),
+    )

@@ -1,0 +1,275 @@
+"""Alert rules: pure functions ``rule(facts, now) -> list[Finding]``, registered in :data:`RULES`.
+
+No I/O and no clock: the sweep gathers :class:`~alerts.model.Facts` and passes ``now``. Thresholds
+come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
+
+- ``out_of_order``: every out-of-order anomaly, grouped per object (a burst is one finding whose
+  count is the burst size);
+- ``missing_predecessor``: a missing-predecessor anomaly older than
+  ``missing_predecessor_grace_seconds`` whose predecessor has still not arrived;
+- ``missing_event``: one per event that reconciliation found missing (and backfilled);
+- ``fetch_back_mismatch``: a Chargebee delivery that differs from the API's copy (critical);
+- ``silence``: no verified delivery on an endpoint for longer than its ``silence_after_seconds``;
+- ``rejections``: more than ``rejections_threshold`` rejected deliveries on an endpoint within
+  ``rejections_window_seconds`` (facts are already counted over that window);
+- ``processing``: dead letters exist; the oldest unprocessed delivery is older than
+  ``lag_threshold_seconds``;
+- ``integrity``: the last hash-chain verification failed (critical).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from alerts.model import Anomaly, Facts, Finding
+
+__all__ = ["RULES", "Rule", "evaluate"]
+
+Rule = Callable[[Facts, datetime], list[Finding]]
+_MAX_IDS = 100
+
+
+def _object_key(a: Anomaly) -> str:
+    return f"{a.provider}:{a.account}:{a.object_type}:{a.object_id}"
+
+
+def out_of_order(facts: Facts, now: datetime) -> list[Finding]:
+    groups: dict[str, list[Anomaly]] = {}
+    for a in facts.anomalies:
+        if a.kind == "out_of_order":
+            groups.setdefault(_object_key(a), []).append(a)
+    out = []
+    for subject, items in sorted(groups.items()):
+        items.sort(key=lambda a: (a.event_created, a.delivery_id))
+        first = items[0]
+        out.append(
+            Finding(
+                rule="out_of_order",
+                severity="warning",
+                provider=first.provider,
+                subject=subject,
+                summary=(
+                    f"{len(items)} event(s) older than the applied state of "
+                    f"{first.object_type} {first.object_id} ({first.provider}/{first.account})"
+                ),
+                count=len(items),
+                delivery_ids=tuple(a.delivery_id for a in items)[-_MAX_IDS:],
+                evidence={
+                    "object_type": first.object_type,
+                    "object_id": first.object_id,
+                    "event_types": sorted({a.event_type for a in items}),
+                },
+            )
+        )
+    return out
+
+
+def missing_predecessor(facts: Facts, now: datetime) -> list[Finding]:
+    grace = facts.config.missing_predecessor_grace_seconds
+    groups: dict[str, list[Anomaly]] = {}
+    for a in facts.anomalies:
+        if a.kind != "missing_predecessor" or a.predecessor_arrived:
+            continue
+        if (now - a.created_at).total_seconds() < grace:
+            continue
+        groups.setdefault(_object_key(a), []).append(a)
+    out = []
+    for subject, items in sorted(groups.items()):
+        first = items[0]
+        out.append(
+            Finding(
+                rule="missing_predecessor",
+                severity="warning",
+                provider=first.provider,
+                subject=subject,
+                summary=(
+                    f"{first.event_type} for {first.object_type} {first.object_id} arrived but its "
+                    f"lifecycle predecessor did not within {grace}s"
+                ),
+                count=len(items),
+                delivery_ids=tuple(a.delivery_id for a in items)[-_MAX_IDS:],
+                evidence={
+                    "object_type": first.object_type,
+                    "object_id": first.object_id,
+                    "event_types": sorted({a.event_type for a in items}),
+                },
+            )
+        )
+    return out
+
+
+def missing_event(facts: Facts, now: datetime) -> list[Finding]:
+    return [
+        Finding(
+            rule="missing_event",
+            severity="warning",
+            provider=m.provider,
+            subject=f"{m.provider}:{m.account}:{m.event_id}",
+            summary=(
+                f"{m.provider} event {m.event_id} ({m.event_type}) was never delivered to "
+                f"{m.endpoint}; backfilled from the API"
+            ),
+            delivery_ids=() if m.delivery_id is None else (m.delivery_id,),
+            evidence={
+                "event_id": m.event_id,
+                "event_type": m.event_type,
+                "event_created": m.event_created,
+                "endpoint": m.endpoint,
+                "provider_reports_delivery_failed": m.delivery_failed,
+            },
+        )
+        for m in facts.missing_events
+    ]
+
+
+def fetch_back_mismatch(facts: Facts, now: datetime) -> list[Finding]:
+    return [
+        Finding(
+            rule="fetch_back_mismatch",
+            severity="critical",
+            provider=m.provider,
+            subject=f"{m.provider}:{m.endpoint}:{m.event_id}",
+            summary=(
+                f"delivery {m.delivery_id} ({m.event_id}) differs from the event {m.provider}'s API "
+                "returns: the delivered payload may be forged"
+            ),
+            delivery_ids=(m.delivery_id,),
+            evidence={
+                "event_id": m.event_id,
+                "delivered_sha256": m.delivered_sha256,
+                "fetched_sha256": m.fetched_sha256,
+                "differences": list(m.differences),
+            },
+        )
+        for m in facts.mismatches
+    ]
+
+
+def silence(facts: Facts, now: datetime) -> list[Finding]:
+    out = []
+    for e in facts.endpoints:
+        if e.silence_after_seconds <= 0:
+            continue
+        since = e.last_verified_at or e.watching_since
+        quiet = (now - since).total_seconds()
+        if quiet > e.silence_after_seconds:
+            out.append(
+                Finding(
+                    rule="silence",
+                    severity="warning",
+                    provider=e.provider,
+                    subject=f"{e.provider}/{e.endpoint}",
+                    summary=(
+                        f"no verified delivery on {e.provider}/{e.endpoint} for {int(quiet)}s "
+                        f"(window {e.silence_after_seconds}s)"
+                    ),
+                    accumulate=False,
+                    evidence={
+                        "last_verified_at": None
+                        if e.last_verified_at is None
+                        else e.last_verified_at.isoformat(),
+                        "silent_seconds": int(quiet),
+                    },
+                )
+            )
+    return out
+
+
+def rejections(facts: Facts, now: datetime) -> list[Finding]:
+    limit = facts.config.rejections_threshold
+    window = facts.config.rejections_window_seconds
+    return [
+        Finding(
+            rule="rejections",
+            severity="warning",
+            provider=r.provider,
+            subject=f"{r.provider}/{r.endpoint}",
+            summary=(
+                f"{r.count} rejected deliveries on {r.provider}/{r.endpoint} in {window}s "
+                f"(threshold {limit}): a rotated secret not updated, or an attack"
+            ),
+            count=r.count,
+            accumulate=False,
+            evidence={"window_seconds": window, "reasons": dict(sorted(r.reasons.items()))},
+        )
+        for r in facts.rejections
+        if r.count > limit
+    ]
+
+
+def processing(facts: Facts, now: datetime) -> list[Finding]:
+    out = [
+        Finding(
+            rule="processing",
+            severity="critical",
+            provider=d.provider,
+            subject=f"dead_letter:{d.provider}",
+            summary=f"{d.count} {d.provider} deliveries are dead-lettered (failed to apply)",
+            count=d.count,
+            accumulate=False,
+            delivery_ids=d.delivery_ids[:_MAX_IDS],
+        )
+        for d in facts.dead_letters
+        if d.count > 0
+    ]
+    u = facts.oldest_unprocessed
+    if u is not None:
+        age = (now - u.received_at).total_seconds()
+        if age > facts.config.lag_threshold_seconds:
+            out.append(
+                Finding(
+                    rule="processing",
+                    severity="warning",
+                    provider=None,
+                    subject="lag",
+                    summary=(
+                        f"oldest unprocessed delivery {u.delivery_id} is {int(age)}s old "
+                        f"(threshold {facts.config.lag_threshold_seconds}s)"
+                    ),
+                    count=max(u.count, 1),
+                    accumulate=False,
+                    delivery_ids=(u.delivery_id,),
+                    evidence={"age_seconds": int(age), "unprocessed": u.count},
+                )
+            )
+    return out
+
+
+def integrity(facts: Facts, now: datetime) -> list[Finding]:
+    c = facts.chain
+    if c is None or c.ok:
+        return []
+    return [
+        Finding(
+            rule="integrity",
+            severity="critical",
+            provider=None,
+            subject="audit.deliveries",
+            summary=f"hash chain verification failed at delivery {c.first_bad_id}: {c.reason}",
+            accumulate=False,
+            delivery_ids=() if c.first_bad_id is None else (c.first_bad_id,),
+            evidence={"first_bad_id": c.first_bad_id, "reason": c.reason, "checked": c.checked},
+        )
+    ]
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("out_of_order", out_of_order),
+    ("missing_predecessor", missing_predecessor),
+    ("missing_event", missing_event),
+    ("fetch_back_mismatch", fetch_back_mismatch),
+    ("silence", silence),
+    ("rejections", rejections),
+    ("processing", processing),
+    ("integrity", integrity),
+)
+
+
+def evaluate(facts: Facts, now: datetime, only: frozenset[str] | None = None) -> list[Finding]:
+    """Every registered rule (or those in ``only``) over the same facts."""
+    out: list[Finding] = []
+    for name, rule in RULES:
+        if only is None or name in only:
+            out.extend(rule(facts, now))
+    return out

@@ -1,0 +1,226 @@
+"""The scheduled sweeps (arq cron jobs) that gather facts, run the rules and keep alerts current.
+
+- :func:`sweep` (every ``alerts.sweep_interval_seconds``): anomalies, silence, rejections,
+  processing; then Chargebee fetch-back; then auto-resolve of alerts quiet for
+  ``alerts.auto_resolve_after_seconds``; then the notification outbox. Each stage is isolated: a
+  failing notifier or an unreachable Chargebee never stops the alerts themselves.
+- :func:`integrity_check` (every ``alerts.integrity_interval_seconds``): verify the hash chain
+  from the latest signed checkpoint; on success sign a new checkpoint of the head, on failure raise
+  the critical ``integrity`` alert. Sets the ``ledgerhook_chain_verification_*`` gauges.
+- :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
+  ``reconcile.window_seconds``), only for providers with API credentials.
+
+``ctx`` holds ``settings`` and ``pool`` (put there by the worker's ``on_startup``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+import httpx
+import msgspec
+from arq.cron import CronJob, cron
+
+from alerts import facts as facts_mod
+from alerts import lifecycle, notify
+from alerts.fetchback import run_fetch_back
+from alerts.model import ChainStatus, Facts
+from alerts.reconcile import ReconcileSummary, configured_providers, reconcile
+from alerts.rules import evaluate, integrity
+from audit.checkpoints import create_checkpoint, load_key
+from audit.verify import verify_chain
+from ledgerhook import metrics
+from ledgerhook.settings import Settings
+
+__all__ = [
+    "AUTO_RESOLVE_RULES",
+    "SWEEP_RULES",
+    "SweepReport",
+    "cron_jobs",
+    "integrity_check",
+    "periodic_reconcile",
+    "sweep",
+]
+
+log = logging.getLogger(__name__)
+
+SWEEP_RULES = frozenset(
+    {"out_of_order", "missing_predecessor", "silence", "rejections", "processing"}
+)
+# Rules fired by other jobs (reconciliation, fetch-back) also go quiet and resolve here.
+AUTO_RESOLVE_RULES = SWEEP_RULES | {"missing_event", "fetch_back_mismatch"}
+
+
+class SweepReport(msgspec.Struct, frozen=True, kw_only=True):
+    findings: int
+    opened: list[int]
+    resolved: list[int]
+    fetch_back_checked: int = 0
+    fetch_back_mismatches: int = 0
+    notified: int = 0
+    notify_failed: int = 0
+
+
+async def sweep(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    now: datetime | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> SweepReport:
+    now = now or datetime.now(UTC)
+    cfg = settings.alerts
+    channels = notify.channels(settings)
+    async with pool.acquire() as conn, conn.transaction():
+        facts = await facts_mod.gather(conn, settings, now)
+        findings = evaluate(facts, now, only=SWEEP_RULES)
+        fired = await lifecycle.apply_findings(conn, findings, now, channels)
+        grace = timedelta(seconds=cfg.missing_predecessor_grace_seconds)
+        done = [
+            a.id
+            for a in facts.anomalies
+            if a.kind == "out_of_order" or a.predecessor_arrived or now - a.created_at >= grace
+        ]
+        await facts_mod.mark_anomalies_seen(conn, done, now)
+
+    checked = mismatches = 0
+    try:
+        checked, mismatches = await run_fetch_back(pool, settings, now, http)
+    except Exception:
+        log.exception("chargebee fetch-back failed; retried next sweep")
+
+    async with pool.acquire() as conn:
+        resolved = await lifecycle.auto_resolve(
+            conn,
+            AUTO_RESOLVE_RULES,
+            {(f.rule, f.subject) for f in findings},
+            now,
+            cfg.auto_resolve_after_seconds,
+            channels,
+        )
+        await lifecycle.refresh_gauges(conn)
+
+    delivered = failed = 0
+    try:
+        delivered, failed = await notify.deliver_due(pool, settings, now, http)
+    except Exception:
+        log.exception("notification delivery failed; retried next sweep")
+    return SweepReport(
+        findings=len(findings),
+        opened=[f.alert_id for f in fired if f.opened],
+        resolved=resolved,
+        fetch_back_checked=checked,
+        fetch_back_mismatches=mismatches,
+        notified=delivered,
+        notify_failed=failed,
+    )
+
+
+async def integrity_check(
+    pool: asyncpg.Pool, settings: Settings, now: datetime | None = None
+) -> ChainStatus:
+    now = now or datetime.now(UTC)
+    key = load_key(settings)
+    async with pool.acquire() as conn:
+        result = await verify_chain(
+            cast(asyncpg.Connection, conn), key=key, from_latest_checkpoint=True
+        )
+        status = ChainStatus(
+            ok=result.ok,
+            checked=result.checked,
+            head_id=result.head_id,
+            first_bad_id=result.first_bad_id,
+            reason=result.reason,
+        )
+        metrics.chain_verified.set(1 if result.ok else 0)
+        metrics.chain_verified_at.set(time.time())
+        if result.ok and result.head_id > 0:
+            await create_checkpoint(cast(asyncpg.Connection, conn), key)
+        findings = integrity(Facts(config=settings.alerts, chain=status), now)
+        channels = notify.channels(settings)
+        await lifecycle.apply_findings(conn, findings, now, channels)
+        await lifecycle.auto_resolve(
+            conn,
+            ("integrity",),
+            {(f.rule, f.subject) for f in findings},
+            now,
+            settings.alerts.auto_resolve_after_seconds,
+            channels,
+        )
+        await lifecycle.refresh_gauges(conn)
+    if not result.ok:
+        log.error("hash chain verification failed: %s", result.describe())
+    return status
+
+
+async def periodic_reconcile(
+    pool: asyncpg.Pool, settings: Settings, now: datetime | None = None
+) -> list[ReconcileSummary]:
+    out = []
+    for provider in configured_providers(settings):
+        try:
+            out.append(
+                await reconcile(
+                    pool, settings, provider, settings.reconcile.window_seconds, now=now
+                )
+            )
+        except Exception:
+            log.exception("periodic %s reconciliation failed; retried next interval", provider)
+    return out
+
+
+async def alerts_sweep(ctx: dict[str, Any]) -> None:
+    await sweep(ctx["pool"], ctx["settings"])
+
+
+async def alerts_integrity(ctx: dict[str, Any]) -> None:
+    await integrity_check(ctx["pool"], ctx["settings"])
+
+
+async def alerts_reconcile(ctx: dict[str, Any]) -> None:
+    await periodic_reconcile(ctx["pool"], ctx["settings"])
+
+
+def _every(seconds: int) -> dict[str, Any]:
+    """arq cron fields for "every ``seconds``" (rounded to a divisor of the minute/hour/day)."""
+    seconds = max(int(seconds), 1)
+    if seconds < 60:
+        return {"second": set(range(0, 60, seconds))}
+    if seconds < 3600:
+        return {"minute": set(range(0, 60, max(seconds // 60, 1))), "second": {0}}
+    return {"hour": set(range(0, 24, max(seconds // 3600, 1))), "minute": {0}, "second": {0}}
+
+
+def cron_jobs(settings: Settings) -> list[CronJob]:
+    """The alerts package's cron jobs, added to the worker's ``cron_jobs``."""
+    jobs = [
+        cron(
+            alerts_sweep,
+            name="alerts_sweep",
+            unique=True,
+            timeout=300,
+            **_every(settings.alerts.sweep_interval_seconds),
+        ),
+        cron(
+            alerts_integrity,
+            name="alerts_integrity",
+            unique=True,
+            timeout=3600,
+            run_at_startup=True,
+            **_every(settings.alerts.integrity_interval_seconds),
+        ),
+    ]
+    if configured_providers(settings):
+        jobs.append(
+            cron(
+                alerts_reconcile,
+                name="alerts_reconcile",
+                unique=True,
+                timeout=1800,
+                **_every(settings.reconcile.interval_seconds),
+            )
+        )
+    return jobs
