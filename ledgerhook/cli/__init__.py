@@ -20,6 +20,8 @@ COMMANDS = (
     "ledgerhook.cli.database",
     "ledgerhook.cli.tokens",
     "ledgerhook.cli.export",
+    "ledgerhook.cli.run",
+    "ledgerhook.cli.worker",
 )
 
 
