@@ -106,6 +106,7 @@ def alert_from_row(r: asyncpg.Record) -> Alert:
 async def _record(
     conn: Conn,
     alert_id: int,
+    *,
     now: datetime,
     actor: str,
     from_status: str | None,
@@ -193,7 +194,15 @@ async def apply_findings(
             assert row is not None
             opened = bool(row["inserted"])
             if opened:
-                await _record(conn, row["id"], now, SYSTEM, None, "open", f.summary)
+                await _record(
+                    conn,
+                    row["id"],
+                    now=now,
+                    actor=SYSTEM,
+                    from_status=None,
+                    to_status="open",
+                    note=f.summary,
+                )
                 await _notify(conn, row["id"], "trigger", channels, now)
             fired.append(Fired(alert_id=row["id"], opened=opened, finding=f))
     for x in fired:
@@ -214,6 +223,7 @@ async def _locked(conn: Conn, alert_id: int) -> asyncpg.Record:
 async def acknowledge(
     conn: Conn,
     alert_id: int,
+    *,
     actor: str,
     now: datetime,
     note: str | None = None,
@@ -232,7 +242,15 @@ async def acknowledge(
             now,
             actor,
         )
-        await _record(conn, alert_id, now, actor, "open", "acknowledged", note)
+        await _record(
+            conn,
+            alert_id,
+            now=now,
+            actor=actor,
+            from_status="open",
+            to_status="acknowledged",
+            note=note,
+        )
         await _notify(conn, alert_id, "acknowledge", channels, now)
         alert = await get_alert(conn, alert_id)
     return alert
@@ -241,6 +259,7 @@ async def acknowledge(
 async def _resolve(
     conn: Conn,
     alert_id: int,
+    *,
     from_status: str,
     actor: str,
     resolution: str,
@@ -256,13 +275,22 @@ async def _resolve(
         actor,
         resolution,
     )
-    await _record(conn, alert_id, now, actor, from_status, "resolved", note)
+    await _record(
+        conn,
+        alert_id,
+        now=now,
+        actor=actor,
+        from_status=from_status,
+        to_status="resolved",
+        note=note,
+    )
     await _notify(conn, alert_id, "resolve", channels, now)
 
 
 async def resolve(
     conn: Conn,
     alert_id: int,
+    *,
     actor: str,
     now: datetime,
     note: str | None = None,
@@ -272,13 +300,23 @@ async def resolve(
         row = await _locked(conn, alert_id)
         if row["status"] == "resolved":
             raise IllegalTransition(f"alert {alert_id} is already resolved")
-        await _resolve(conn, alert_id, row["status"], actor, "manual", now, note, channels)
+        await _resolve(
+            conn,
+            alert_id,
+            from_status=row["status"],
+            actor=actor,
+            resolution="manual",
+            now=now,
+            note=note,
+            channels=channels,
+        )
         alert = await get_alert(conn, alert_id)
     return alert
 
 
 async def auto_resolve(
     conn: Conn,
+    *,
     rules: Iterable[str],
     firing: Iterable[tuple[str, str]],
     now: datetime,
@@ -301,7 +339,16 @@ async def auto_resolve(
             if (r["rule"], r["subject"]) in keep:
                 continue
             note = f"not firing for {quiet_seconds}s"
-            await _resolve(conn, r["id"], r["status"], SYSTEM, "auto", now, note, channels)
+            await _resolve(
+                conn,
+                r["id"],
+                from_status=r["status"],
+                actor=SYSTEM,
+                resolution="auto",
+                now=now,
+                note=note,
+                channels=channels,
+            )
             resolved.append(r["id"])
     return resolved
 

@@ -1,7 +1,169 @@
-"""HTTP routes of the `alerts` package, collected by `ledgerhook.app.route_handlers`."""
+"""HTTP routes of the `alerts` package, collected by `ledgerhook.app.route_handlers`.
+
+Reads need ``auditor``; acknowledging and resolving need ``oncall`` (the actor recorded in the
+history is the token's name); triggering a reconciliation needs ``admin``. Handlers are thin: the
+work is in :mod:`alerts.lifecycle`, :mod:`alerts.repository` and :mod:`alerts.reconcile`, whose
+errors ``ledgerhook.app`` maps to 400/404/409/502.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-routes: list[Any] = []
+import asyncpg
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.params import Parameter
+
+from alerts import lifecycle, notify
+from alerts.errors import InvalidAlertQuery
+from alerts.lifecycle import Alert, AlertEvent
+from alerts.model import RuleName, Severity
+from alerts.reconcile import ReconcileSummary, reconcile
+from alerts.repository import AlertFilter, AlertPage, list_alerts
+from audit.auth import principal_of, require_role
+from ledgerhook.settings import Settings
+
+__all__ = ["routes"]
+
+Status = Literal["open", "acknowledged", "resolved"]
+Provider = Literal["stripe", "chargebee"]
+MAX_NOTE = 2000
+_LIST_PARAMS = frozenset({"status", "rule", "severity", "provider", "limit", "cursor"})
+
+
+class AlertDetail(msgspec.Struct, frozen=True, kw_only=True):
+    alert: Alert
+    history: list[AlertEvent]
+
+
+class NoteBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    note: str | None = None
+
+
+class ReconcileBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    provider: Provider
+    since_seconds: int = 7200
+    endpoint: str | None = None
+
+
+_note = msgspec.json.Decoder(NoteBody)
+_reconcile_body = msgspec.json.Decoder(ReconcileBody)
+
+
+def _only(request: Request[Any, Any, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise InvalidAlertQuery(f"unknown query parameter(s): {', '.join(unknown)}")
+
+
+async def _read_note(request: Request[Any, Any, Any]) -> str | None:
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        note = _note.decode(body).note
+    except msgspec.DecodeError as exc:
+        raise InvalidAlertQuery(f'body: {exc} (expected {{"note": "..."}})') from None
+    if note is not None and len(note) > MAX_NOTE:
+        raise InvalidAlertQuery(f"note: at most {MAX_NOTE} characters")
+    return note
+
+
+@get("/alerts", guards=[require_role("auditor")])
+async def alerts_list(
+    *,
+    request: Request[Any, Any, Any],
+    settings: Settings,
+    pool: asyncpg.Pool,
+    status: Status | None = None,
+    rule: RuleName | None = None,
+    severity: Severity | None = None,
+    provider: Provider | None = None,
+    limit: Annotated[int | None, Parameter(ge=1, description="page size")] = None,
+    cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
+) -> AlertPage:
+    """Alerts matching every given filter, newest first, one keyset page at a time."""
+    _only(request, _LIST_PARAMS)
+    n = min(limit or settings.api.default_page_size, settings.api.max_page_size)
+    f = AlertFilter(status=status, rule=rule, severity=severity, provider=provider)
+    async with pool.acquire() as conn:
+        return await list_alerts(conn, f, cursor=cursor, limit=n)
+
+
+@get("/alerts/{alert_id:int}", guards=[require_role("auditor")])
+async def alert_detail(
+    request: Request[Any, Any, Any], pool: asyncpg.Pool, alert_id: int
+) -> AlertDetail:
+    """One alert with its full status history (who changed what, when, with which note)."""
+    _only(request, frozenset())
+    async with pool.acquire() as conn:
+        alert = await lifecycle.get_alert(conn, alert_id)
+        return AlertDetail(alert=alert, history=await lifecycle.history(conn, alert_id))
+
+
+@post("/alerts/{alert_id:int}/ack", guards=[require_role("oncall")], status_code=200)
+async def alert_ack(
+    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool, alert_id: int
+) -> Alert:
+    """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
+    note = await _read_note(request)
+    actor = principal_of(request).name
+    async with pool.acquire() as conn:
+        alert = await lifecycle.acknowledge(
+            conn,
+            alert_id,
+            actor=actor,
+            now=datetime.now(UTC),
+            note=note,
+            channels=notify.channels(settings),
+        )
+        await lifecycle.refresh_gauges(conn)
+    return alert
+
+
+@post("/alerts/{alert_id:int}/resolve", guards=[require_role("oncall")], status_code=200)
+async def alert_resolve(
+    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool, alert_id: int
+) -> Alert:
+    """Resolve an open or acknowledged alert (409 if already resolved); optional note."""
+    note = await _read_note(request)
+    actor = principal_of(request).name
+    async with pool.acquire() as conn:
+        alert = await lifecycle.resolve(
+            conn,
+            alert_id,
+            actor=actor,
+            now=datetime.now(UTC),
+            note=note,
+            channels=notify.channels(settings),
+        )
+        await lifecycle.refresh_gauges(conn)
+    return alert
+
+
+@post("/reconcile", guards=[require_role("admin")], status_code=200)
+async def reconcile_now(
+    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool
+) -> ReconcileSummary:
+    """Reconcile now: ``{"provider": "stripe", "since_seconds": 7200}``; answers the summary."""
+    try:
+        body = _reconcile_body.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise InvalidAlertQuery(
+            f'body: {exc} (expected {{"provider": "stripe"|"chargebee", "since_seconds": N}})'
+        ) from None
+    return await reconcile(
+        pool, settings, body.provider, body.since_seconds, endpoint=body.endpoint
+    )
+
+
+routes: list[Any] = [
+    Router(
+        path="/",
+        route_handlers=[alerts_list, alert_detail, alert_ack, alert_resolve, reconcile_now],
+        tags=["alerts"],
+        security=[{"bearer": []}],
+    )
+]

@@ -95,11 +95,11 @@ async def sweep(
     async with pool.acquire() as conn:
         resolved = await lifecycle.auto_resolve(
             conn,
-            AUTO_RESOLVE_RULES,
-            {(f.rule, f.subject) for f in findings},
-            now,
-            cfg.auto_resolve_after_seconds,
-            channels,
+            rules=AUTO_RESOLVE_RULES,
+            firing={(f.rule, f.subject) for f in findings},
+            now=now,
+            quiet_seconds=cfg.auto_resolve_after_seconds,
+            channels=channels,
         )
         await lifecycle.refresh_gauges(conn)
 
@@ -144,11 +144,11 @@ async def integrity_check(
         await lifecycle.apply_findings(conn, findings, now, channels)
         await lifecycle.auto_resolve(
             conn,
-            ("integrity",),
-            {(f.rule, f.subject) for f in findings},
-            now,
-            settings.alerts.auto_resolve_after_seconds,
-            channels,
+            rules=("integrity",),
+            firing={(f.rule, f.subject) for f in findings},
+            now=now,
+            quiet_seconds=settings.alerts.auto_resolve_after_seconds,
+            channels=channels,
         )
         await lifecycle.refresh_gauges(conn)
     if not result.ok:

@@ -18,6 +18,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
+from alerts.errors import (
+    AlertNotFound,
+    AlertsError,
+    IllegalTransition,
+    InvalidAlertQuery,
+    NotConfigured,
+    ProviderApiError,
+)
 from audit.errors import (
     AuditError,
     AuthError,
@@ -59,7 +67,20 @@ def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dic
     return _error(401, "not authenticated")
 
 
+def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response[dict[str, str]]:
+    if isinstance(exc, AlertNotFound):
+        return _error(404, str(exc) or "not found")
+    if isinstance(exc, InvalidAlertQuery | NotConfigured):
+        return _error(400, str(exc))
+    if isinstance(exc, IllegalTransition):
+        return _error(409, str(exc))
+    if isinstance(exc, ProviderApiError):
+        return _error(502, str(exc))
+    return _error(500, "alerts error")
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
+    AlertsError: _alerts_error,
     AuditError: _audit_error,
     AuthError: _auth_error,
 }

@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Worker, func
 
+from alerts.sweep import cron_jobs as alerts_cron_jobs
 from ledgerhook.db import create_pool
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
@@ -45,6 +46,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             second=0,
             run_at_startup=True,
         ),
+        *alerts_cron_jobs(settings),
     ]
 
 

@@ -34,7 +34,7 @@ class _Entry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Page(msgspec.Struct, frozen=True, kw_only=True):
-    list: list[_Entry]
+    entries: list[_Entry] = msgspec.field(name="list")
     next_offset: str | None = None
 
 
@@ -101,7 +101,7 @@ async def list_events(settings: Settings, since: int) -> AsyncIterator[list[Prov
             body = await _get(http, "/api/v2/events", params)
             try:
                 page = _page.decode(body)
-                events = [to_event(e.event) for e in page.list]
+                events = [to_event(e.event) for e in page.entries]
             except msgspec.DecodeError as exc:
                 raise ProviderApiError(
                     f"chargebee events API answered an unexpected body: {exc}"

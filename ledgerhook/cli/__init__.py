@@ -22,6 +22,7 @@ COMMANDS = (
     "ledgerhook.cli.export",
     "ledgerhook.cli.run",
     "ledgerhook.cli.worker",
+    "ledgerhook.cli.reconcile",
 )
 
 
