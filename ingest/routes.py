@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-routes: list[Any] = []
+from ingest.health import health_routes
+from ingest.webhooks import webhook_routes
+
+routes: list[Any] = [*webhook_routes, *health_routes]

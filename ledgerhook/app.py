@@ -8,6 +8,7 @@ package's errors are mapped to HTTP responses here, in one place (:data:`EXCEPTI
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,17 @@ from audit.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from ingest.errors import (
+    BodyTooLarge,
+    CredentialsError,
+    IngestError,
+    Rejected,
+    Unavailable,
+    UnknownEndpoint,
+)
+from ingest.latency import latency_middleware
+from ingest.providers.chargebee import WWW_AUTHENTICATE
+from ingest.runtime import ingest_lifespan, record_rejection
 from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
 
@@ -67,6 +79,29 @@ def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dic
     return _error(401, "not authenticated")
 
 
+def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
+    if isinstance(exc, Unavailable):
+        return Response(
+            {"error": "unavailable", "detail": str(exc)},
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if not isinstance(exc, Rejected):  # ClientGone: nobody is listening
+        return _error(400, "incomplete request")
+    headers: dict[str, str] = {}
+    if isinstance(exc, UnknownEndpoint):
+        status = 404
+    elif isinstance(exc, BodyTooLarge):
+        status = 413
+    elif isinstance(exc, CredentialsError):
+        status = 401
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    else:  # bad envelope, bad Stripe signature: 400, as Stripe expects
+        status = 400
+    record_rejection(request.app.state, exc, status)
+    return Response({"error": exc.reason, "detail": str(exc)}, status_code=status, headers=headers)
+
+
 def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response[dict[str, str]]:
     if isinstance(exc, AlertNotFound):
         return _error(404, str(exc) or "not found")
@@ -83,6 +118,7 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     AlertsError: _alerts_error,
     AuditError: _audit_error,
     AuthError: _auth_error,
+    IngestError: _ingest_error,
 }
 
 
@@ -96,13 +132,26 @@ def route_handlers() -> list[Any]:
     return [*ingest_routes, *audit_routes, *state_routes, *alert_routes]
 
 
+async def _open_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool; with PostgreSQL down at start, a lazy one, so the server still starts and answers
+    503 (not ready, deliveries refused) until PostgreSQL is back, instead of crash-looping."""
+    try:
+        return await create_pool(settings)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        logging.getLogger(__name__).error(
+            "PostgreSQL unavailable at start (%s); serving 503 until it is back",
+            type(exc).__name__,
+        )
+        return await create_pool(settings, min_size=0)
+
+
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
     """The app. ``pool`` lets tests share one pool; otherwise the lifespan opens and closes one."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         own = pool is None
-        app.state.pool = await create_pool(settings) if own else pool
+        app.state.pool = await _open_pool(settings) if own else pool
         try:
             yield
         finally:
@@ -115,7 +164,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
 
     return Litestar(
         route_handlers=route_handlers(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, ingest_lifespan],
+        middleware=[latency_middleware],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "pool": Provide(provide_pool),

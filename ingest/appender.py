@@ -1,0 +1,140 @@
+"""Group commit: concurrent deliveries share one transaction, and nobody hears 2xx before it commits.
+
+One writer task per process takes everything queued (up to ``max_batch``) and appends it with
+:func:`audit.chain.append_deliveries` in ONE transaction, then resolves each waiting request's
+future with its row. While one batch commits, the next one accumulates, so under load each
+transaction (and its fsync, and its turn on the chain lock) is shared by many requests; with one
+request in flight a delivery waits for exactly one short transaction.
+
+Failure rules, all answered 503 so the provider retries:
+- more than ``max_pending`` deliveries waiting or committing in this process -> :class:`Overloaded`
+  at once, without queueing (back-pressure instead of an unbounded queue);
+- the transaction fails (PostgreSQL down, ...) -> :class:`CommitFailed` for every request of the
+  batch; the transaction rolled back, so none of them is stored;
+- no commit within ``commit_timeout`` -> :class:`CommitTimeout`. The batch may still commit
+  later; the provider's retry is then stored as a duplicate row, which is harmless.
+
+``on_commit`` runs after the commit with the appended rows (the Redis wake-up); it must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import asyncpg
+
+from audit.chain import Appended, NewDelivery, append_deliveries
+from ingest.errors import CommitFailed, CommitTimeout, Overloaded
+from ledgerhook import metrics
+
+__all__ = ["Appender"]
+
+log = logging.getLogger(__name__)
+
+
+def _consume(fut: asyncio.Future[Appended]) -> None:
+    """Mark a failed future's exception as seen (its request may have timed out and left)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Appender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int,
+        max_pending: int,
+        commit_timeout: float,
+        on_commit: Callable[[Sequence[Appended]], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._max_pending = max_pending
+        self._commit_timeout = commit_timeout
+        self._on_commit = on_commit
+        self._queue: deque[tuple[NewDelivery, asyncio.Future[Appended]]] = deque()
+        self._committing = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._committing
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest-appender")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Commit what is queued, then end the writer (requests arriving now get 503)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace)
+            except TimeoutError:
+                log.warning("ingest appender did not drain within %.1fs", grace)
+        for _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(CommitFailed("server is shutting down"))
+        self._queue.clear()
+
+    async def append(self, delivery: NewDelivery) -> Appended:
+        """The committed row of ``delivery``; raises :class:`ingest.errors.Unavailable`."""
+        if self._closing:
+            raise CommitFailed("server is shutting down")
+        if self.pending >= self._max_pending:
+            raise Overloaded("too many deliveries waiting for a commit")
+        fut: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_consume)
+        self._queue.append((delivery, fut))
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self._commit_timeout)
+        except TimeoutError:
+            raise CommitTimeout("the delivery was not committed in time") from None
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            n = min(len(self._queue), self._max_batch)
+            batch = [self._queue.popleft() for _ in range(n)]
+            self._committing = n
+            try:
+                await self._commit(batch)
+            finally:
+                self._committing = 0
+
+    async def _commit(self, batch: list[tuple[NewDelivery, asyncio.Future[Appended]]]) -> None:
+        try:
+            async with self._pool.acquire(timeout=self._commit_timeout) as conn:
+                results = await append_deliveries(
+                    cast(asyncpg.Connection, conn), [d for d, _ in batch]
+                )
+        except Exception as exc:
+            log.error(
+                "group commit of %d deliveries failed: %s: %s", len(batch), type(exc).__name__, exc
+            )
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(CommitFailed("the audit log is unavailable"))
+            return
+        metrics.commit_batch_size.observe(len(batch))
+        for (_, fut), row in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(row)
+        if self._on_commit is not None:
+            try:
+                self._on_commit(results)
+            except Exception:
+                log.exception("post-commit hook failed")

@@ -1,0 +1,54 @@
+"""Request headers as stored: received order, original values, credentials redacted.
+
+Headers are kept as JSON text ``[[name, value], ...]`` so the audit row shows exactly what arrived
+(``Stripe-Signature`` included: it is not a credential and re-verifying needs it). Values of
+headers that carry credentials (HTTP Basic for Chargebee, cookies, API keys, tokens) are replaced
+by ``"[redacted]"`` before anything is stored, logged or recorded as a rejection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+__all__ = ["REDACTED", "header_map", "headers_json", "is_credential"]
+
+REDACTED = "[redacted]"
+_CREDENTIAL_NAMES = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "x-auth-token",
+        "x-csrf-token",
+        "x-xsrf-token",
+    }
+)
+_CREDENTIAL_PARTS = ("token", "secret", "password", "api-key", "apikey", "session")
+_encoder = msgspec.json.Encoder()
+
+
+def is_credential(name: str) -> bool:
+    lower = name.lower()
+    return lower in _CREDENTIAL_NAMES or any(part in lower for part in _CREDENTIAL_PARTS)
+
+
+def headers_json(raw: Iterable[tuple[bytes, bytes]]) -> str:
+    """The JSON text stored in ``headers`` (ASGI headers are bytes; latin-1 maps them 1:1)."""
+    pairs = []
+    for name, value in raw:
+        n = name.decode("latin-1")
+        pairs.append((n, REDACTED if is_credential(n) else value.decode("latin-1")))
+    return _encoder.encode(pairs).decode()
+
+
+def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-cased name -> first value, for the verifiers (a repeated header counts once)."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out

@@ -1,0 +1,74 @@
+"""Liveness, readiness and the Prometheus exposition.
+
+Ready means "a delivery sent now would be stored": PostgreSQL answers ``SELECT 1`` within a short
+timeout. Redis is reported but does not make ingest unready: deliveries still land without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+
+from ingest.runtime import IngestRuntime
+from ledgerhook.metrics import CONTENT_TYPE_LATEST, render
+
+__all__ = ["health_routes"]
+
+CHECK_TIMEOUT = 1.0
+_encoder = msgspec.json.Encoder()
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    postgres: str
+    redis: str
+
+
+async def _postgres_ok(runtime: IngestRuntime) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            async with runtime.pool.acquire() as conn:
+                return bool(await conn.fetchval("SELECT 1") == 1)
+    except Exception:
+        return False
+
+
+async def _redis_ok(runtime: IngestRuntime) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            return bool(await runtime.redis.ping())
+    except Exception:
+        return False
+
+
+@get("/health/live", name="health_live")
+async def live() -> dict[str, str]:
+    """The process serves HTTP."""
+    return {"status": "ok"}
+
+
+@get("/health/ready", name="health_ready")
+async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """200 when PostgreSQL answers, else 503; Redis is reported only."""
+    runtime: IngestRuntime = request.app.state.ingest
+    pg, redis = await asyncio.gather(_postgres_ok(runtime), _redis_ok(runtime))
+    body = Readiness(
+        status="ready" if pg else "unavailable",
+        postgres="ok" if pg else "down",
+        redis="ok" if redis else "down",
+    )
+    return Response(
+        _encoder.encode(body), status_code=200 if pg else 503, media_type="application/json"
+    )
+
+
+@get("/metrics", name="metrics", include_in_schema=False)
+async def metrics_exposition() -> Response[bytes]:
+    """Prometheus text format, aggregated across server processes."""
+    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+
+
+health_routes = [live, ready, metrics_exposition]

@@ -1,0 +1,58 @@
+"""What every provider module returns: a verified delivery's identity, decoded from its envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import msgspec
+
+from audit.checkpoints import key_id
+from ingest.errors import InvalidEnvelope
+
+__all__ = ["VerifiedDelivery", "envelope_error", "fingerprint", "iso_to_unix"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+class VerifiedDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery whose origin is proven; the fields become the columns of its audit row."""
+
+    provider: str
+    account: str
+    event_id: str
+    event_type: str
+    event_created: int
+    object_id: str | None
+    # How it was verified, naming the credential by fingerprint only (never the secret).
+    verification: str
+
+
+@lru_cache(maxsize=256)
+def fingerprint(secret: str) -> str:
+    """Names a configured secret without revealing it (same scheme as checkpoint key ids)."""
+    return key_id(secret.encode())
+
+
+def envelope_error(exc: msgspec.DecodeError) -> InvalidEnvelope:
+    """A 400 with a reason an operator can act on; msgspec's messages name paths, never values."""
+    message = str(exc)
+    if not isinstance(exc, msgspec.ValidationError):
+        return InvalidEnvelope("invalid_json", "body is not valid JSON")
+    if message.startswith("Expected `object`") and "- at `" not in message:
+        return InvalidEnvelope("not_an_object", "body is not a JSON object")
+    if "missing required field" in message:
+        return InvalidEnvelope("missing_field", message)
+    return InvalidEnvelope("invalid_field", message)
+
+
+def iso_to_unix(value: str) -> int:
+    """Whole seconds since the epoch of an ISO 8601 time with a zone (floor, no float)."""
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEnvelope("invalid_field", "`created` is not an ISO 8601 time") from None
+    if ts.tzinfo is None:
+        raise InvalidEnvelope("invalid_field", "`created` has no time zone")
+    return (ts - _EPOCH) // _SECOND

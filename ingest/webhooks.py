@@ -1,0 +1,124 @@
+"""The webhook endpoints: read, verify, append (group commit), answer; nothing else on the path.
+
+``POST /webhooks/stripe`` and ``POST /webhooks/chargebee`` are the endpoints named ``default``;
+``POST /webhooks/{provider}/{endpoint}`` reaches any configured endpoint. A delivery is answered
+200 ``{"delivery_id": n, "duplicate": bool}`` only after its row is committed (see
+:mod:`ingest.appender`); the Redis wake-up follows in the background. A refused request raises an
+:mod:`ingest.errors` error carrying a :class:`RejectionContext`; ``ledgerhook.app`` turns it into
+the HTTP answer and hands it to the rejection log.
+
+``EndpointSettings.fetch_back`` needs nothing here: such deliveries are stored like any other
+and checked against the provider's API afterwards (alerts), never on the request path.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+
+from audit.chain import NewDelivery
+from ingest.body import declared_length, read_body
+from ingest.errors import BodyTooLarge, Rejected, Unavailable, UnknownEndpoint
+from ingest.headers import header_map, headers_json
+from ingest.providers import VERIFIERS
+from ingest.rejection_log import RejectionContext
+from ingest.runtime import IngestRuntime
+from ledgerhook import metrics
+
+__all__ = ["webhook_routes"]
+
+_encoder = msgspec.json.Encoder()
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    delivery_id: int
+    duplicate: bool
+
+
+async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> Response[bytes]:
+    runtime: IngestRuntime = request.app.state.ingest
+    received_at = datetime.now(UTC)
+    scope = request.scope
+    raw_headers = list(scope["headers"])
+    client = scope.get("client")
+    source = client[0] if client else None
+    endpoint = runtime.endpoints.get((provider, name))
+    body = b""
+    size = 0
+    try:
+        if endpoint is None:
+            raise UnknownEndpoint(message=f"no webhook endpoint {provider}/{name}")
+        body = await read_body(
+            request.receive, runtime.settings.ingest.max_body_bytes, declared_length(raw_headers)
+        )
+        size = len(body)
+        headers = header_map(raw_headers)
+        verified = VERIFIERS[provider](headers, body, time.time(), endpoint)
+    except Rejected as exc:
+        if isinstance(exc, BodyTooLarge):
+            body, size = exc.partial, exc.size
+        exc.context = RejectionContext(
+            received_at=received_at,
+            provider=provider,
+            endpoint=name,
+            known=endpoint is not None,
+            source_address=source,
+            headers=headers_json(raw_headers),
+            body=body,
+            body_size=size,
+        )
+        raise
+    assert endpoint is not None
+    delivery = NewDelivery(
+        received_at=received_at,
+        provider=provider,
+        endpoint=endpoint.name,
+        account=verified.account,
+        event_id=verified.event_id,
+        event_type=verified.event_type,
+        event_created=verified.event_created,
+        object_id=verified.object_id,
+        source_address=source,
+        content_type=headers.get("content-type"),
+        headers=headers_json(raw_headers),
+        verification=verified.verification,
+        body=body,
+    )
+    try:
+        row = await runtime.appender.append(delivery)
+    except Unavailable:
+        metrics.deliveries_received.labels(provider, endpoint.name, "unavailable").inc()
+        raise
+    outcome = "duplicate" if row.duplicate else "stored"
+    metrics.deliveries_received.labels(provider, endpoint.name, outcome).inc()
+    return Response(
+        _encoder.encode(Accepted(delivery_id=row.id, duplicate=row.duplicate)),
+        status_code=200,
+        media_type="application/json",
+    )
+
+
+@post("/webhooks/stripe", status_code=200, include_in_schema=True, name="webhook_stripe")
+async def stripe_default(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A Stripe delivery to the endpoint named ``default``."""
+    return await receive(request, "stripe", "default")
+
+
+@post("/webhooks/chargebee", status_code=200, name="webhook_chargebee")
+async def chargebee_default(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A Chargebee delivery to the endpoint named ``default``."""
+    return await receive(request, "chargebee", "default")
+
+
+@post("/webhooks/{provider:str}/{endpoint:str}", status_code=200, name="webhook_named")
+async def named(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A delivery to a configured named endpoint."""
+    params = request.path_params
+    return await receive(request, params["provider"], params["endpoint"])
+
+
+webhook_routes = [stripe_default, chargebee_default, named]
