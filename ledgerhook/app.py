@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -48,6 +49,7 @@ from ingest.latency import latency_middleware
 from ingest.providers.chargebee import WWW_AUTHENTICATE
 from ingest.runtime import ingest_lifespan, record_rejection
 from ledgerhook.db import create_pool
+from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
 
 __all__ = ["create_app"]
@@ -165,7 +167,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
     return Litestar(
         route_handlers=route_handlers(),
         lifespan=[lifespan, ingest_lifespan],
-        middleware=[latency_middleware],
+        middleware=[RequestIdMiddleware, latency_middleware],
+        on_startup=[partial(init_sentry, settings, "api")],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "pool": Provide(provide_pool),

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client import multiprocess as _mp
 from prometheus_client.registry import REGISTRY
 
-from ledgerhook.logs import bind
+from ledgerhook.logs import bind, log_context
 from ledgerhook.settings import Secret, Settings
 
 __all__ = [
@@ -62,6 +62,7 @@ SENSITIVE_HEADERS = frozenset(
         "x-chargebee-signature",
     }
 )
+_TAGGED = ("request_id", "delivery_id", "job_id", "job_try")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Secrets shorter than this are not substituted: replacing "a" everywhere would shred events.
 _MIN_SECRET_LEN = 6
@@ -163,6 +164,12 @@ def init_sentry(
     secrets = secret_values(settings)
 
     def before_send(event: Any, hint: Any) -> Any:
+        # Ids bound with ``ledgerhook.logs.bind`` (request, delivery, job) become tags, so an
+        # error logged or raised inside a job carries its delivery id without extra code.
+        bound = log_context.get() or {}
+        tags = {k: str(bound[k]) for k in _TAGGED if k in bound}
+        if tags:
+            event = {**event, "tags": {**tags, **(event.get("tags") or {})}}
         return scrub_event(event, secrets)
 
     def before_breadcrumb(crumb: Any, hint: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ledgerhook.db import connect
 from ledgerhook.logs import configure_logging
+from ledgerhook.observability import init_sentry, start_worker_metrics
 from ledgerhook.settings import load_settings
 
 
@@ -48,6 +49,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     configure_logging(settings)
+    init_sentry(settings, "worker")
+    start_worker_metrics(settings)
     worker = create_worker(settings, burst=args.burst)
     worker.run()
     return 0

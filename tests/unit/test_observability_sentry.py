@@ -50,6 +50,9 @@ CHILD = textwrap.dedent(
         apply(7)
     except RuntimeError:
         sentry_sdk.capture_exception()
+    from ledgerhook.logs import bind
+    with bind(delivery_id=99, job_try=2):
+        logging.getLogger("processors.worker").error("dead-lettered with whsec_very_secret_value_1")
     sentry_sdk.flush()
     print(json.dumps(sent, default=str))
     """
@@ -62,13 +65,16 @@ def test_sentry_events_carry_delivery_tag_and_no_secrets() -> None:
     )
     assert out.returncode == 0, out.stderr
     events = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(events) == 2
-    first, second = events
+    assert len(events) == 3
+    first, second, logged = events
     assert first["tags"]["delivery_id"] == "42"
     assert first["tags"]["job_id"] == "lh:delivery:42"
     assert first["tags"]["component"] == "worker"
     # The tag belongs to the scope of that delivery only.
     assert "delivery_id" not in second.get("tags", {})
+    # Ids bound to the log context (as the worker's job does) become tags of logged errors.
+    assert logged["tags"]["delivery_id"] == "99"
+    assert logged["tags"]["job_try"] == "2"
     text = json.dumps(events)
     for secret in ("whsec_very_secret_value_1", "chargebee-pass-2", "db-password-xyz"):
         assert secret not in text
