@@ -145,6 +145,7 @@ class ObjectUpdate(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     deleted: bool = False
     creates: bool = False
+    related: bool = False
     body: Body
 
 

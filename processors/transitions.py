@@ -159,7 +159,7 @@ def apply(
     )
     if state is None:
         anomalies: tuple[Anomaly, ...] = ()
-        if not update.creates:
+        if not update.creates and not update.related:
             anomalies = (
                 Anomaly(
                     kind="missing_predecessor",
@@ -178,17 +178,14 @@ def apply(
     if update.version == state.version:
         return Transition(outcome="unchanged", state=state)
     if update.version < state.version:
+        anomaly = Anomaly(
+            kind="out_of_order",
+            object_type=update.object_type,
+            object_id=update.object_id,
+            detail={"version": update.version, "stored_version": state.version},
+        )
         return Transition(
-            outcome="stale",
-            state=state,
-            anomalies=(
-                Anomaly(
-                    kind="out_of_order",
-                    object_type=update.object_type,
-                    object_id=update.object_id,
-                    detail={"version": update.version, "stored_version": state.version},
-                ),
-            ),
+            outcome="stale", state=state, anomalies=() if update.related else (anomaly,)
         )
     return Transition(
         outcome="applied",

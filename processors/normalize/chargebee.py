@@ -5,8 +5,8 @@ A Chargebee event's ``content`` carries every resource the event touched (a
 ``resource_version`` (milliseconds), which Chargebee documents as the ordering key. So one event
 yields one update per known resource: the event's main resource first (the one the event type
 names), then the others. Related resources are snapshots too, so applying them is as safe as
-applying the main one; an unknown related object is created without a missing-predecessor
-anomaly (it is context, not the subject of the event).
+applying the main one; they are marked ``related`` and raise no anomalies (context, not the
+subject of the event).
 
 ``version`` is ``resource_version`` zero-padded to 16 digits. Statuses are mapped into the
 neutral vocabulary (``in_trial`` → ``trialing``, ``cancelled`` → ``canceled``, ``non_renewing`` →
@@ -368,7 +368,8 @@ def normalize(body: bytes, *, account: str) -> NeutralEvent | None:
                 object_id=object_id,
                 version=f"{version:016d}",
                 deleted=deleted or (deletes and is_main),
-                creates=creates or not is_main,
+                creates=creates and is_main,
+                related=not is_main,
                 body=neutral,
             )
         )
