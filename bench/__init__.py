@@ -1,0 +1,1 @@
+"""Benchmarks: ingest against the HTTP floor, end to end, apply; see bench/README.md."""

@@ -1,0 +1,304 @@
+"""Ingest benchmark: Ledgerhook's webhook edge against the HTTP floor, in one run.
+
+Phases, all on the same server (uvicorn, same worker count and flags), same wrk settings:
+
+1. **floor**: ``bench.noop_app`` (POST reads the body, answers 200): the most this machine's HTTP
+   stack can answer with these requests.
+2. **ingest max**: ``ledgerhook serve`` on a fresh migrated database: verify, group-commit into the
+   hash-chained log, enqueue. Same connections and duration as the floor.
+3. **ingest half**: a constant rate of half the measured maximum; p99 must be <= 50 ms.
+4. **ingest overload**: many more connections than the maximum needs, to show what happens above
+   capacity (latency bounded by back-pressure or fast 503s, never timeouts).
+
+After each ingest phase every acknowledged delivery is checked against the audit log: wrk runs
+one connection per thread and records (thread, request, status) for every answer (see
+``bench/wrk/cycle.lua``), each request file maps those to event ids, and for every event the
+number of rows in ``audit.deliveries`` must be at least the number of 2xx answers it got. A 2xx
+for a delivery that is not stored is reported as a failure, whatever the load.
+
+Deliveries are built and signed right before each phase, with distinct event ids.
+``python -m bench.ingest --help`` for the options; results go to ``bench/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common, loadgen, servers
+from bench.common import WrkResult, log
+
+HALF_RATE_P99_MS = 50.0
+FLOOR_RATIO_TARGET = 0.25
+
+
+def build(wd: Path, name: str, count: int, threads: int, run: str, objects: int) -> Path:
+    out = wd / name
+    if out.exists():
+        shutil.rmtree(out)
+    t0 = time.monotonic()
+    loadgen.write_request_files(
+        out, max(count, threads), threads, run=f"{run}{name}", host="127.0.0.1", objects=objects
+    )
+    log(f"built {max(count, threads)} signed deliveries for {name} in {time.monotonic() - t0:.1f}s")
+    return out
+
+
+def check(url: str, req_dir: Path, result: WrkResult) -> dict[str, Any]:
+    acked = common.acknowledged(req_dir, result)
+    stored = asyncio.run(common.stored_counts(url))
+    return common.check_acknowledged(acked, stored)
+
+
+def ensure_py_spy() -> str:
+    exe = shutil.which("py-spy", path=str(common.VENV_BIN)) or shutil.which("py-spy")
+    if exe:
+        return exe
+    log("installing py-spy into the virtual environment (pip)")
+    subprocess.run(
+        [
+            str(common.VENV_BIN / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "py-spy",
+        ],
+        check=True,
+    )
+    return str(common.VENV_BIN / "py-spy")
+
+
+def profile_during(pid: int, seconds: int, fmt: str, out: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        ensure_py_spy(),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--nonblocking",
+        "--rate",
+        "200",
+        "--duration",
+        str(seconds),
+        "--format",
+        fmt,
+        "--output",
+        str(out),
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    common.ensure_wrk()
+    run_id = common.run_id()
+    queue = f"lhbench-{run_id}"
+    wd = common.workdir("ingest")
+    pg = asyncio.run(common.pg_settings())
+    log(f"PostgreSQL fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']}")
+    result: dict[str, Any] = {
+        "benchmark": "ingest",
+        "command": "make bench-ingest  (python -m bench.ingest " + " ".join(sys.argv[1:]) + ")",
+        "machine": common.machine(),
+        "postgresql": pg,
+        "server": {"uvicorn_workers": args.workers, "flags": list(servers.UVICORN_FLAGS)},
+        "load": {
+            "generator": "wrk (one connection per thread, bench/wrk/cycle.lua)",
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "stripe_and_chargebee": "every 10th delivery is Chargebee (Basic auth), the rest Stripe (signed)",
+        },
+    }
+    per_phase = math.ceil(args.expected_rate * args.duration)
+    try:
+        # 1. floor
+        reqs = build(wd, "max", per_phase, args.connections, run_id, args.objects)
+        port = common.free_port()
+        with servers.floor(
+            port, args.workers, common.server_env("postgresql://unused/x", wd, queue), wd
+        ) as proc:
+            proc.wait_http(f"http://127.0.0.1:{port}/health/live")
+            floor = common.run_wrk(
+                f"http://127.0.0.1:{port}",
+                reqs,
+                connections=args.connections,
+                duration=args.duration,
+            )
+        log(floor.line("floor"))
+        result["floor"] = floor.as_dict()
+
+        # 2-4. ingest, on a database of its own
+        dbname = f"lhbench_{run_id}_ingest"
+        with common.database(dbname, keep=args.keep_db) as url:
+            env = common.server_env(url, wd, queue)
+            port = common.free_port()
+            base = f"http://127.0.0.1:{port}"
+            with servers.serve(port, args.workers, env, wd) as proc:
+                proc.wait_http(f"{base}/health/live")
+                reqs = build(wd, "max", per_phase, args.connections, run_id, args.objects)
+                rss_start = common.rss_kib(proc.pid)
+                prof = None
+                if args.profile:
+                    prof = profile_during(
+                        proc.pid,
+                        max(1, int(args.duration) - 1),
+                        "raw",
+                        common.RESULTS / "ingest.folded",
+                    )
+                cpu0 = common.cpu_seconds(proc.pid)
+                top = common.run_wrk(
+                    base, reqs, connections=args.connections, duration=args.duration
+                )
+                cpu1 = common.cpu_seconds(proc.pid)
+                if prof is not None:
+                    prof.wait(timeout=60)
+                log(top.line("ingest max"))
+                phase = top.as_dict()
+                phase["server_cpu_s_per_1k"] = round((cpu1 - cpu0) / max(top.requests, 1) * 1000, 3)
+                phase["stored_check"] = check(url, reqs, top)
+                result["ingest_max"] = phase
+
+                half_rate = max(1.0, top.ok / (top.summary["duration_us"] / 1e6) / 2)
+                count = math.ceil(half_rate * args.half_duration * 1.3) + args.half_connections
+                reqs = build(wd, "half", count, args.half_connections, run_id, args.objects)
+                half = common.run_wrk(
+                    base,
+                    reqs,
+                    connections=args.half_connections,
+                    duration=args.half_duration,
+                    rate=half_rate,
+                )
+                log(half.line(f"ingest @{half_rate:.0f}/s"))
+                phase = half.as_dict()
+                phase["stored_check"] = check(url, reqs, half)
+                result["ingest_half_rate"] = phase
+
+                if args.overload_connections > 0:
+                    count = math.ceil(args.expected_rate * args.overload_duration)
+                    reqs = build(wd, "over", count, args.overload_connections, run_id, args.objects)
+                    over = common.run_wrk(
+                        base,
+                        reqs,
+                        connections=args.overload_connections,
+                        duration=args.overload_duration,
+                    )
+                    log(over.line("ingest overload"))
+                    phase = over.as_dict()
+                    phase["stored_check"] = check(url, reqs, over)
+                    result["ingest_overload"] = phase
+
+                if args.profile:
+                    svg = common.RESULTS / "ingest.svg"
+                    reqs = build(wd, "prof", per_phase, args.connections, run_id, args.objects)
+                    prof = profile_during(
+                        proc.pid, max(1, int(args.duration) - 1), "flamegraph", svg
+                    )
+                    common.run_wrk(base, reqs, connections=args.connections, duration=args.duration)
+                    prof.wait(timeout=60)
+                result["server_rss_kib"] = {"start": rss_start, "end": common.rss_kib(proc.pid)}
+            if proc.proc.returncode not in (0, -15, 143):
+                log(f"serve exited with {proc.proc.returncode}:\n{proc.tail()}")
+    finally:
+        common.cleanup_queue(queue)
+        shutil.rmtree(wd, ignore_errors=True)
+
+    ingest_rps = result["ingest_max"]["requests_per_s"]
+    ok_rps = result["ingest_max"]["ok_2xx"] / result["ingest_max"]["duration_s"]
+    ratio = ok_rps / result["floor"]["requests_per_s"]
+    half_p99 = result["ingest_half_rate"]["latency_ms"]["p99"]
+    checks = [
+        result[k]["stored_check"]["ok"]
+        for k in ("ingest_max", "ingest_half_rate", "ingest_overload")
+        if k in result
+    ]
+    result["summary"] = {
+        "floor_rps": result["floor"]["requests_per_s"],
+        "ingest_max_rps": ingest_rps,
+        "ingest_max_2xx_rps": round(ok_rps, 1),
+        "ratio_ingest_to_floor": round(ratio, 3),
+        "half_rate": result["ingest_half_rate"]["target_rate"],
+        "half_rate_achieved_rps": result["ingest_half_rate"]["requests_per_s"],
+        "half_rate_p99_ms": half_p99,
+        "every_2xx_stored": all(checks),
+        "targets": {
+            f"ratio >= {FLOOR_RATIO_TARGET}": ratio >= FLOOR_RATIO_TARGET,
+            f"p99 at half rate <= {HALF_RATE_P99_MS} ms": half_p99 <= HALF_RATE_P99_MS,
+            "zero 2xx not stored": all(checks),
+        },
+    }
+    return result
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    s = result["summary"]
+    pg = result["postgresql"]
+    print()
+    print("== ingest benchmark ==")
+    print(f"machine: {result['machine']['cpus']} CPUs, {result['machine']['cpu']}")
+    print(
+        f"postgresql {pg['server_version']}: fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']}"
+    )
+    for key, label in (
+        ("floor", "floor (no-op POST)"),
+        ("ingest_max", "ingest max"),
+        ("ingest_half_rate", "ingest at half max"),
+        ("ingest_overload", "ingest overload"),
+    ):
+        if key not in result:
+            continue
+        p = result[key]
+        lat = p["latency_ms"]
+        stored = p.get("stored_check")
+        extra = ""
+        if stored:
+            extra = f"  2xx not stored: {stored['acknowledged_but_not_stored']}"
+        print(
+            f"{label:<20} {p['requests_per_s']:>9.0f} req/s  c={p['connections']:<4} p50 {lat['p50']:.2f}"
+            f"  p99 {lat['p99']:.2f}  p99.9 {lat['p99_9']:.2f}  max {lat['max']:.2f} ms"
+            f"  non-2xx {p['non_2xx']}  timeouts {p['socket_errors']['timeout']}{extra}"
+        )
+    print(f"ratio ingest/floor: {s['ratio_ingest_to_floor']:.3f}")
+    for name, ok in s["targets"].items():
+        print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--duration", type=float, default=15, help="seconds per max phase (floor, ingest)"
+    )
+    p.add_argument("--connections", type=int, default=64, help="wrk connections (= threads)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--half-duration", type=float, default=15)
+    p.add_argument("--half-connections", type=int, default=32)
+    p.add_argument("--overload-connections", type=int, default=256, help="0 skips the phase")
+    p.add_argument("--overload-duration", type=float, default=8)
+    p.add_argument(
+        "--expected-rate",
+        type=float,
+        default=8000,
+        help="deliveries built per second of a max phase",
+    )
+    p.add_argument("--objects", type=int, default=500, help="distinct objects per fixture")
+    p.add_argument("--profile", action="store_true", help="py-spy the server during ingest max")
+    p.add_argument("--keep-db", action="store_true")
+    p.add_argument("--name", default="ingest", help="result file bench/results/<name>.json")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    result = run(args)
+    path = common.write_result(args.name, result)
+    print_summary(result)
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
