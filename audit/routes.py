@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from audit.auth import require_role
@@ -61,30 +61,30 @@ def _only(request: Request[Any, Any, Any], allowed: frozenset[str]) -> None:
 
 def provide_delivery_filter(
     *,
-    provider: Provider | None = None,
-    endpoint: str | None = None,
-    account: str | None = None,
-    event_type: str | None = None,
-    event_id: str | None = None,
-    object_id: str | None = None,
-    origin: Literal["webhook", "reconciliation"] | None = None,
+    provider: FromQuery[Provider | None] = None,
+    endpoint: FromQuery[str | None] = None,
+    account: FromQuery[str | None] = None,
+    event_type: FromQuery[str | None] = None,
+    event_id: FromQuery[str | None] = None,
+    object_id: FromQuery[str | None] = None,
+    origin: FromQuery[Literal["webhook", "reconciliation"] | None] = None,
     received_from: Annotated[
-        datetime | None, Parameter(description="received at or after (ISO 8601)")
+        datetime | None, QueryParameter(description="received at or after (ISO 8601)")
     ] = None,
     received_to: Annotated[
-        datetime | None, Parameter(description="received before (ISO 8601)")
+        datetime | None, QueryParameter(description="received before (ISO 8601)")
     ] = None,
     event_from: Annotated[
-        datetime | None, Parameter(description="provider event time at or after (ISO 8601)")
+        datetime | None, QueryParameter(description="provider event time at or after (ISO 8601)")
     ] = None,
     event_to: Annotated[
-        datetime | None, Parameter(description="provider event time before (ISO 8601)")
+        datetime | None, QueryParameter(description="provider event time before (ISO 8601)")
     ] = None,
     verification: Annotated[
-        str | None, Parameter(description="scheme (stripe-v1) or full verification value")
+        str | None, QueryParameter(description="scheme (stripe-v1) or full verification value")
     ] = None,
     duplicate: Annotated[
-        bool | None, Parameter(description="true: only repeat deliveries; false: only firsts")
+        bool | None, QueryParameter(description="true: only repeat deliveries; false: only firsts")
     ] = None,
 ) -> DeliveryFilter:
     f = DeliveryFilter(
@@ -110,12 +110,14 @@ def provide_delivery_filter(
 async def deliveries(
     *,
     request: Request[Any, Any, Any],
-    settings: Settings,
-    pool: asyncpg.Pool,
-    f: DeliveryFilter,
-    limit: Annotated[int | None, Parameter(description="page size (max: settings)")] = None,
-    cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
-    order: Order = "asc",
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    f: NamedDependency[DeliveryFilter],
+    limit: Annotated[int | None, QueryParameter(description="page size (max: settings)")] = None,
+    cursor: Annotated[
+        str | None, QueryParameter(description="next_cursor of the previous page")
+    ] = None,
+    order: FromQuery[Order] = "asc",
 ) -> DeliveryPage:
     """Deliveries matching every given filter, in chain order, one keyset page at a time."""
     _only(request, _FILTER_PARAMS | _PAGE_PARAMS)
@@ -128,7 +130,7 @@ async def deliveries(
 
 @get("/deliveries/{delivery_id:int}")
 async def delivery(
-    request: Request[Any, Any, Any], pool: asyncpg.Pool, delivery_id: int
+    request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], delivery_id: FromPath[int]
 ) -> Delivery:
     """One delivery: metadata, verification, processing outcome, chain position and hashes."""
     _only(request, frozenset())
@@ -138,7 +140,7 @@ async def delivery(
 
 @get("/deliveries/{delivery_id:int}/raw", media_type="application/octet-stream")
 async def delivery_raw(
-    request: Request[Any, Any, Any], pool: asyncpg.Pool, delivery_id: int
+    request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], delivery_id: FromPath[int]
 ) -> Response[bytes]:
     """The exact bytes as received, with the content type they arrived with."""
     _only(request, frozenset())
@@ -159,7 +161,10 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
 
 @get("/objects/{provider:str}/{object_id:str}/timeline")
 async def timeline(
-    request: Request[Any, Any, Any], pool: asyncpg.Pool, provider: str, object_id: str
+    request: Request[Any, Any, Any],
+    pool: NamedDependency[asyncpg.Pool],
+    provider: FromPath[str],
+    object_id: FromPath[str],
 ) -> Timeline:
     """Every delivery that touched the object, in provider-event order, with its effect."""
     _only(request, frozenset())
@@ -176,16 +181,16 @@ async def timeline(
 async def rejections(
     *,
     request: Request[Any, Any, Any],
-    settings: Settings,
-    pool: asyncpg.Pool,
-    provider: Provider | None = None,
-    endpoint: str | None = None,
-    status: Annotated[int | None, Parameter(ge=100, le=599)] = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
-    order: Order = "asc",
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    provider: FromQuery[Provider | None] = None,
+    endpoint: FromQuery[str | None] = None,
+    status: Annotated[int | None, QueryParameter(ge=100, le=599)] = None,
+    received_from: FromQuery[datetime | None] = None,
+    received_to: FromQuery[datetime | None] = None,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+    order: FromQuery[Order] = "asc",
 ) -> RejectionPage:
     """The rejected-delivery log (bad signatures, malformed bodies...), keyset-paginated."""
     _only(
@@ -209,9 +214,9 @@ async def rejections(
 @get("/export", dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)})
 async def export(
     request: Request[Any, Any, Any],
-    pool: asyncpg.Pool,
-    f: DeliveryFilter,
-    format: ExportFormat = "jsonl",
+    pool: NamedDependency[asyncpg.Pool],
+    f: NamedDependency[DeliveryFilter],
+    format: FromQuery[ExportFormat] = "jsonl",
 ) -> Stream:
     """Streaming export (JSON Lines or CSV) with body and chain hashes, chain head and the latest
     signed checkpoint, verifiable offline with ``ledgerhook verify --export FILE``."""
@@ -245,9 +250,9 @@ class VerifyOut(msgspec.Struct, frozen=True, kw_only=True):
 @get("/verify")
 async def verify(
     request: Request[Any, Any, Any],
-    settings: Settings,
-    pool: asyncpg.Pool,
-    from_checkpoint: Annotated[int | None, Parameter(ge=1)] = None,
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    from_checkpoint: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> VerifyOut:
     """Walk the hash chain (from a signed checkpoint if given) and report the first broken row."""
     _only(request, frozenset({"from_checkpoint"}))
@@ -292,8 +297,8 @@ class CheckpointOut(msgspec.Struct, frozen=True, kw_only=True):
 @get("/checkpoints")
 async def checkpoints(
     request: Request[Any, Any, Any],
-    pool: asyncpg.Pool,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    pool: NamedDependency[asyncpg.Pool],
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
 ) -> list[CheckpointOut]:
     """Signed checkpoints of the chain head, newest first (an auditor may copy them out)."""
     _only(request, frozenset({"limit"}))
