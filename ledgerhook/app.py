@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -168,7 +167,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         route_handlers=route_handlers(),
         lifespan=[lifespan, ingest_lifespan],
         middleware=[RequestIdMiddleware, latency_middleware],
-        on_startup=[partial(init_sentry, settings, "api")],
+        # No parameters: Litestar passes the app to a startup hook whose signature has any (a
+        # partial keeps ``transport``), which made every server fail to start.
+        on_startup=[lambda: init_sentry(settings, "api")],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "pool": Provide(provide_pool),
