@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,9 @@ import asyncpg
 import msgspec
 import pytest
 import pytest_asyncio
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
 from audit.chain import NewDelivery, append_deliveries
@@ -31,8 +35,9 @@ from audit.checkpoints import create_checkpoint
 from audit.export import export_chunks
 from audit.export_verify import read_records, verify_records
 from audit.repository import DeliveryFilter, append_delivery, delivery_query
+from audit.routes import routes as audit_routes
 from audit.tokens import create_token
-from ledgerhook.app import create_app
+from ledgerhook.app import EXCEPTION_HANDLERS
 from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
 from tests.conftest import CHECKPOINT_KEY, fixture_bytes, make_settings, superuser, with_event_id
@@ -61,7 +66,7 @@ class World:
 
 def _make(i: int, rng: random.Random) -> NewDelivery:
     provider = "chargebee" if i % 5 == 0 else "stripe"
-    event_no = i if i % 50 else i - 7  # every 50th delivery repeats an earlier event
+    event_no = i if i % 50 else i - 5  # every 50th delivery repeats an earlier event
     event_id = f"evt_{event_no:06d}"
     if provider == "stripe":
         raw = fixture_bytes("stripe", STRIPE_FIXTURES[i % len(STRIPE_FIXTURES)])
@@ -113,6 +118,35 @@ async def world(db_factory: Callable[[], Awaitable[str]]) -> AsyncIterator[World
         await su.close()
     yield World(settings, pool, rows, ids, tokens, cp.id)
     await pool.close()
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The audit routes composed as ``ledgerhook.app.create_app`` composes them (same error
+    mapping, dependencies and state), without the other packages' routes and start-up hooks:
+    this module tests the audit API; ``test_audit_api_routes`` tests the whole app."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.pool = await create_pool(settings, min_size=1, max_size=4)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    async def provide_pool(state: State) -> asyncpg.Pool:
+        p: asyncpg.Pool = state.pool
+        return p
+
+    return Litestar(
+        route_handlers=audit_routes,
+        lifespan=[lifespan],
+        dependencies={
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "pool": Provide(provide_pool),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=State({"settings": settings}),
+    )
 
 
 def _auth(w: World, role: str = "auditor") -> dict[str, str]:
@@ -564,5 +598,13 @@ async def test_filters_use_indexes(world: World, f: DeliveryFilter) -> None:
     async with world.pool.acquire() as conn:
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
         assert await conn.fetchval("SHOW enable_seqscan") == "on"
-    assert "Seq Scan" not in plan, plan
+        populated = {
+            r[0].split(".")[-1]
+            for r in await conn.fetch(
+                "SELECT DISTINCT tableoid::regclass::text FROM audit.deliveries"
+            )
+        }
+    # Empty partitions may be "scanned" at zero cost; every partition holding rows uses an index.
+    scanned = set(re.findall(r"Seq Scan on (\w+)", plan))
+    assert not scanned & populated, plan
     assert "Index" in plan, plan
