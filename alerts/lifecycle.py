@@ -330,7 +330,7 @@ async def auto_resolve(
         rows = await conn.fetch(
             "SELECT id, rule, subject, status FROM alerts.alerts "
             "WHERE status <> 'resolved' AND rule = ANY($1::text[]) "
-            "AND last_seen <= $2 - make_interval(secs => $3) FOR UPDATE SKIP LOCKED",
+            "AND last_seen <= $2::timestamptz - make_interval(secs => $3::float8) FOR UPDATE SKIP LOCKED",
             list(rules),
             now,
             float(quiet_seconds),

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, Parameter
 
 from alerts import lifecycle, notify
 from alerts.errors import InvalidAlertQuery
@@ -75,12 +76,12 @@ async def _read_note(request: Request[Any, Any, Any]) -> str | None:
 async def alerts_list(
     *,
     request: Request[Any, Any, Any],
-    settings: Settings,
-    pool: asyncpg.Pool,
-    status: Status | None = None,
-    rule: RuleName | None = None,
-    severity: Severity | None = None,
-    provider: Provider | None = None,
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    status: FromQuery[Status | None] = None,
+    rule: FromQuery[RuleName | None] = None,
+    severity: FromQuery[Severity | None] = None,
+    provider: FromQuery[Provider | None] = None,
     limit: Annotated[int | None, Parameter(ge=1, description="page size")] = None,
     cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
@@ -94,7 +95,7 @@ async def alerts_list(
 
 @get("/alerts/{alert_id:int}", guards=[require_role("auditor")])
 async def alert_detail(
-    request: Request[Any, Any, Any], pool: asyncpg.Pool, alert_id: int
+    request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], alert_id: FromPath[int]
 ) -> AlertDetail:
     """One alert with its full status history (who changed what, when, with which note)."""
     _only(request, frozenset())
@@ -105,7 +106,10 @@ async def alert_detail(
 
 @post("/alerts/{alert_id:int}/ack", guards=[require_role("oncall")], status_code=200)
 async def alert_ack(
-    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool, alert_id: int
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    alert_id: FromPath[int],
 ) -> Alert:
     """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
     note = await _read_note(request)
@@ -125,7 +129,10 @@ async def alert_ack(
 
 @post("/alerts/{alert_id:int}/resolve", guards=[require_role("oncall")], status_code=200)
 async def alert_resolve(
-    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool, alert_id: int
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    alert_id: FromPath[int],
 ) -> Alert:
     """Resolve an open or acknowledged alert (409 if already resolved); optional note."""
     note = await _read_note(request)
@@ -145,7 +152,9 @@ async def alert_resolve(
 
 @post("/reconcile", guards=[require_role("admin")], status_code=200)
 async def reconcile_now(
-    request: Request[Any, Any, Any], settings: Settings, pool: asyncpg.Pool
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
 ) -> ReconcileSummary:
     """Reconcile now: ``{"provider": "stripe", "since_seconds": 7200}``; answers the summary."""
     try:

@@ -66,7 +66,7 @@ async def deliver_due(
                 WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND attempts < $2
                 ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
             )
-            UPDATE alerts.notifications n SET next_attempt_at = $1 + make_interval(secs => $4)
+            UPDATE alerts.notifications n SET next_attempt_at = $1::timestamptz + make_interval(secs => $4::float8)
             FROM due WHERE n.id = due.id
             RETURNING n.id AS notification_id, n.channel, n.action, n.attempts AS attempts_before,
                       n.alert_id
