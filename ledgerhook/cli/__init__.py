@@ -24,6 +24,7 @@ COMMANDS = (
     "ledgerhook.cli.worker",
     "ledgerhook.cli.reconcile",
     "ledgerhook.cli.serve",
+    "ledgerhook.cli.demo",
 )
 
 
