@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,9 +24,6 @@ import asyncpg
 import msgspec
 import pytest
 import pytest_asyncio
-from litestar import Litestar
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
 from audit.chain import NewDelivery, append_deliveries
@@ -35,9 +31,8 @@ from audit.checkpoints import create_checkpoint
 from audit.export import export_chunks
 from audit.export_verify import read_records, verify_records
 from audit.repository import DeliveryFilter, append_delivery, delivery_query
-from audit.routes import routes as audit_routes
 from audit.tokens import create_token
-from ledgerhook.app import EXCEPTION_HANDLERS
+from ledgerhook.app import create_app
 from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
 from tests.conftest import CHECKPOINT_KEY, fixture_bytes, make_settings, superuser, with_event_id
@@ -118,35 +113,6 @@ async def world(db_factory: Callable[[], Awaitable[str]]) -> AsyncIterator[World
         await su.close()
     yield World(settings, pool, rows, ids, tokens, cp.id)
     await pool.close()
-
-
-def create_app(settings: Settings) -> Litestar:
-    """The audit routes composed as ``ledgerhook.app.create_app`` composes them (same error
-    mapping, dependencies and state), without the other packages' routes and start-up hooks:
-    this module tests the audit API; ``test_audit_api_routes`` tests the whole app."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings, min_size=1, max_size=4)
-        try:
-            yield
-        finally:
-            await app.state.pool.close()
-
-    async def provide_pool(state: State) -> asyncpg.Pool:
-        p: asyncpg.Pool = state.pool
-        return p
-
-    return Litestar(
-        route_handlers=audit_routes,
-        lifespan=[lifespan],
-        dependencies={
-            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
-            "pool": Provide(provide_pool),
-        },
-        exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"settings": settings}),
-    )
 
 
 def _auth(w: World, role: str = "auditor") -> dict[str, str]:
