@@ -269,7 +269,7 @@ async def test_alert_history_is_append_only(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
     async with fresh_pool.acquire() as conn:
-        (fired,) = await lifecycle.apply_findings(
+        await lifecycle.apply_findings(
             conn,
             [
                 Finding(
