@@ -26,6 +26,8 @@ from audit.dbtypes import Conn
 from audit.errors import InvalidQuery, NotFound
 
 __all__ = [
+    "AccessPage",
+    "AccessRecord",
     "Delivery",
     "DeliveryFilter",
     "DeliveryPage",
@@ -40,6 +42,7 @@ __all__ = [
     "encode_cursor",
     "get_delivery",
     "get_raw",
+    "list_access",
     "list_deliveries",
     "list_rejections",
     "object_timeline",
@@ -142,6 +145,26 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
 
 class RejectionPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Rejection]
+    next_cursor: str | None
+
+
+class AccessRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One use of an API token (``audit.access_log``); never the token itself."""
+
+    id: int
+    at: datetime
+    token_name: str | None
+    role: str | None
+    method: str
+    path: str
+    query: str
+    decision: str
+    required_role: str
+    source_address: str | None
+
+
+class AccessPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AccessRecord]
     next_cursor: str | None
 
 
@@ -498,6 +521,41 @@ async def list_rejections(
     ]
     more = len(rows) > limit
     return RejectionPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+async def list_access(
+    conn: Conn,
+    *,
+    token_name: str | None = None,
+    decision: str | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> AccessPage:
+    """The access log, newest first (who queried what, when)."""
+    args: list[Any] = []
+    clauses: list[str] = []
+    if token_name is not None:
+        args.append(token_name)
+        clauses.append(f"token_name = ${len(args)}")
+    if decision is not None:
+        args.append(decision)
+        clauses.append(f"decision = ${len(args)}")
+    if cursor is not None:
+        args.append(decode_cursor(cursor))
+        clauses.append(f"id < ${len(args)}")
+    args.append(limit + 1)
+    rows = await conn.fetch(
+        f"""
+        SELECT id, at, token_name, role, method, path, query, decision, required_role,
+               source_address
+        FROM audit.access_log WHERE {" AND ".join(clauses) or "TRUE"}
+        ORDER BY id DESC LIMIT ${len(args)}
+        """,
+        *args,
+    )
+    items = [AccessRecord(**dict(r)) for r in rows[:limit]]
+    more = len(rows) > limit
+    return AccessPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
 def page_size(requested: int | None, default: int, maximum: int) -> int:

@@ -25,6 +25,7 @@ from audit.checkpoints import Checkpoint, list_checkpoints, load_key
 from audit.errors import InvalidQuery
 from audit.export import ExportFormat, export_chunks
 from audit.repository import (
+    AccessPage,
     Delivery,
     DeliveryFilter,
     DeliveryPage,
@@ -34,6 +35,7 @@ from audit.repository import (
     check_filter,
     get_delivery,
     get_raw,
+    list_access,
     list_deliveries,
     list_rejections,
     object_timeline,
@@ -306,6 +308,26 @@ async def checkpoints(
         return [CheckpointOut.of(cp) for cp in await list_checkpoints(conn, limit=limit)]  # type: ignore[arg-type]
 
 
+@get("/access-log")
+async def access_log(
+    *,
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    token_name: FromQuery[str | None] = None,
+    decision: FromQuery[Literal["allowed", "forbidden", "unauthenticated"] | None] = None,
+    limit: FromQuery[int | None] = None,
+    cursor: FromQuery[str | None] = None,
+) -> AccessPage:
+    """Who used the API, for what, when (newest first). Reading it is itself recorded."""
+    _only(request, frozenset({"token_name", "decision", "limit", "cursor"}))
+    n = page_size(limit, settings.api.default_page_size, settings.api.max_page_size)
+    async with pool.acquire() as conn:
+        return await list_access(
+            conn, token_name=token_name, decision=decision, cursor=cursor, limit=n
+        )
+
+
 routes: list[Any] = [
     Router(
         path="/audit",
@@ -318,6 +340,7 @@ routes: list[Any] = [
             export,
             verify,
             checkpoints,
+            access_log,
         ],
         guards=[require_role("auditor")],
         tags=["audit"],

@@ -18,6 +18,7 @@ from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from alerts.errors import (
     AlertNotFound,
@@ -175,7 +176,15 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             "pool": Provide(provide_pool),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="Ledgerhook", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Ledgerhook",
+            version="0.1.0",
+            path="/schema",
+            # Read/ops routes take `Authorization: Bearer lh_...` (ledgerhook token create).
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
         state=State({"settings": settings}),
         debug=False,
     )

@@ -29,6 +29,7 @@ AUDITOR_ROUTES = {
     "/audit/export",
     "/audit/verify",
     "/audit/checkpoints",
+    "/audit/access-log",
 }
 
 
@@ -94,3 +95,12 @@ async def test_every_protected_route_needs_a_token_and_the_right_role(
             "AND decision = 'allowed'"
         )
     assert allowed >= 3
+    async with AsyncTestClient(app) as client:
+        r = await client.get(
+            "/audit/access-log",
+            params={"decision": "unauthenticated", "limit": 2},
+            headers={"Authorization": f"Bearer {tokens['auditor']}"},
+        )
+        page = r.json()
+        assert r.status_code == 200 and len(page["items"]) == 2 and page["next_cursor"]
+        assert all(item["token_name"] is None for item in page["items"])
