@@ -118,3 +118,24 @@ def test_duration(text: str, seconds: int) -> None:
 def test_duration_refuses(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         duration(text)
+
+
+def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
+    from alerts.sweep import cron_jobs
+    from ledgerhook.settings import Secret, Settings
+    from ledgerhook.worker import worker_settings
+
+    plain = Settings(database_url=Secret("postgresql://x@127.0.0.1/y"))
+    assert [j.name for j in cron_jobs(plain)] == ["alerts_sweep", "alerts_integrity"]
+    with_keys = Settings(
+        database_url=Secret("postgresql://x@127.0.0.1/y"), stripe_api_key=Secret("sk_test_x")
+    )
+    assert [j.name for j in cron_jobs(with_keys)] == [
+        "alerts_sweep",
+        "alerts_integrity",
+        "alerts_reconcile",
+    ]
+    sweep_job = cron_jobs(plain)[0]
+    assert sweep_job.minute == {0, *range(1, 60)} and sweep_job.second == {0}  # every 60 s
+    names = [j.name for j in worker_settings(with_keys)["cron_jobs"]]
+    assert {"alerts_sweep", "alerts_integrity", "alerts_reconcile"} <= set(names)
