@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run test deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench clean
+.PHONY: install services run test deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,33 @@ deploy-check: install
 
 soak: install services
 	$(BIN)/pytest -q -m slow --run-slow
+
+# Benchmarks (bench/README.md): loopback only, own databases (dropped after), results in
+# bench/results/<name>.json and a summary on stdout. `make bench` runs ingest, apply and e2e
+# (about 8 minutes); the 10-minute memory soak is `make bench-soak`. Options per benchmark:
+# e.g. `make bench-ingest INGEST_ARGS="--duration 30 --workers 2"` (python -m bench.ingest --help).
+INGEST_ARGS ?=
+E2E_ARGS    ?=
+APPLY_ARGS  ?=
+SOAK_ARGS   ?=
+
+bench-tools:
+	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+
+bench-ingest: install services bench-tools
+	$(BIN)/python -m bench.ingest $(INGEST_ARGS)
+
+bench-e2e: install services bench-tools
+	$(BIN)/python -m bench.e2e $(E2E_ARGS)
+
+bench-apply: install services
+	$(BIN)/python -m bench.apply $(APPLY_ARGS)
+
+bench-soak: install services bench-tools
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+bench: bench-ingest bench-apply bench-e2e
 
 format: install
 	$(BIN)/ruff format .
