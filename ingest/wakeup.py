@@ -6,15 +6,25 @@ Each batch is enqueued by a background task, so no response waits for Redis; the
 after ``enqueue_timeout_seconds`` and counts what it could not send in
 ``ledgerhook_enqueue_failures_total``. The Redis client connects lazily: ingest starts and accepts
 deliveries with Redis down.
+
+A batch is enqueued with ONE Lua script call that writes exactly what
+``ArqRedis.enqueue_job(PROCESS_DELIVERY, id, _job_id=job_id(settings, id))`` writes (the msgpack job
+under ``arq:job:<job id>`` with arq's expiry, the job id in the queue's sorted set, skipped when
+the job or its result already exists), atomically per job. arq's own enqueue costs a WATCH/MULTI
+round trip sequence per job; measured, it halved ingest throughput, so this is the pipelined
+equivalent the contract allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 from arq.connections import ArqRedis
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool
 
 from audit.chain import Appended
@@ -25,6 +35,21 @@ from ledgerhook.settings import Settings
 __all__ = ["Waker", "arq_redis"]
 
 log = logging.getLogger(__name__)
+
+# KEYS[1] queue; ARGV: job key prefix, result key prefix, expiry ms, score, then job id/payload pairs.
+_ENQUEUE = """
+local n = 0
+for i = 5, #ARGV, 2 do
+  local jid = ARGV[i]
+  local key = ARGV[1] .. jid
+  if redis.call('EXISTS', key, ARGV[2] .. jid) == 0 then
+    redis.call('PSETEX', key, ARGV[3], ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], ARGV[4], jid)
+    n = n + 1
+  end
+end
+return n
+"""
 
 
 def arq_redis(settings: Settings, *, timeout: float) -> ArqRedis:
@@ -49,6 +74,7 @@ class Waker:
         self._redis = redis
         self._timeout = settings.ingest.enqueue_timeout_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        self._script = redis.register_script(_ENQUEUE)
 
     def wake(self, rows: Sequence[Appended]) -> None:
         """Schedule the wake-up of ``rows``; returns at once."""
@@ -57,23 +83,28 @@ class Waker:
         task.add_done_callback(self._tasks.discard)
 
     async def _enqueue(self, ids: list[int]) -> None:
-        done = 0
+        now_ms = int(time.time() * 1000)
+        args: list[str | int | bytes] = [
+            job_key_prefix,
+            result_key_prefix,
+            expires_extra_ms,
+            now_ms,
+        ]
+        for delivery_id in ids:
+            args.append(job_id(self._settings, delivery_id))
+            args.append(
+                serialize_job(
+                    PROCESS_DELIVERY, (delivery_id,), {}, None, now_ms, serializer=serialize
+                )
+            )
         try:
             async with asyncio.timeout(self._timeout):
-                for delivery_id in ids:
-                    await self._redis.enqueue_job(
-                        PROCESS_DELIVERY,
-                        delivery_id,
-                        _job_id=job_id(self._settings, delivery_id),
-                        _queue_name=self._settings.processors.queue_name,
-                    )
-                    done += 1
+                await self._script(keys=[self._settings.processors.queue_name], args=args)
         except Exception as exc:  # Redis down or slow: the sweeper covers these deliveries
-            missed = len(ids) - done
-            metrics.enqueue_failures.inc(missed)
+            metrics.enqueue_failures.inc(len(ids))
             log.warning(
                 "could not wake workers for %d deliveries (%s); the sweeper will pick them up",
-                missed,
+                len(ids),
                 type(exc).__name__,
             )
 

@@ -20,7 +20,7 @@ import pytest
 from ingest.routes import routes as ingest_routes
 from ledgerhook import app as app_module
 from ledgerhook.app import create_app
-from ledgerhook.jobs import job_id
+from ledgerhook.jobs import deserialize, job_id
 from ledgerhook.settings import IngestSettings, Settings
 from tests.conftest import (
     CHARGEBEE_AUTH,
@@ -362,6 +362,8 @@ async def test_rejections_are_capped_per_minute(settings: Settings, pool: asyncp
 
 
 async def test_wakes_the_workers_after_commit(client: Client, settings: Settings) -> None:
+    from arq.connections import ArqRedis
+    from arq.jobs import Job
     from redis.asyncio import Redis
 
     body = stripe_event()
@@ -376,6 +378,16 @@ async def test_wakes_the_workers_after_commit(client: Client, settings: Settings
             await asyncio.sleep(0.02)
         score = await redis.zscore(settings.processors.queue_name, job_id(settings, delivery_id))
         assert score is not None
+        assert 0 < await redis.pttl(key) <= 86_400_000
+        # arq itself reads the job back: same function, argument and serializer as enqueue_job
+        arq = ArqRedis(redis.connection_pool, job_deserializer=deserialize)
+        info = await Job(job_id(settings, delivery_id), arq, _deserializer=deserialize).info()
+        assert info is not None
+        assert (info.function, list(info.args), info.kwargs) == (
+            "process_delivery",
+            [delivery_id],
+            {},
+        )
     finally:
         await redis.aclose()
 
