@@ -27,6 +27,8 @@ __all__ = ["gather", "mark_anomalies_seen"]
 
 _ANOMALY_BATCH = 5000
 _LOW_WATER = "processed_low_water"
+_SILENCE_LOOKBACK = 86_400
+_COUNT_CAP = 100_000
 
 
 async def unseen_anomalies(conn: Conn) -> tuple[Anomaly, ...]:
@@ -102,7 +104,8 @@ async def endpoint_activity(
             "AND origin = 'webhook' AND received_at >= $3",
             e.provider,
             e.name,
-            min(since, now - timedelta(seconds=e.silence_after_seconds)),
+            # Bounded lookback: an index range scan, not a walk through months of deliveries.
+            now - timedelta(seconds=max(2 * e.silence_after_seconds, _SILENCE_LOOKBACK)),
         )
         out.append(
             EndpointActivity(
@@ -175,9 +178,11 @@ async def oldest_unprocessed(conn: Conn, now: datetime) -> Unprocessed | None:
     if row is None:
         return None
     count = await conn.fetchval(
-        "SELECT count(*) FROM audit.deliveries d WHERE d.id >= $1 "
-        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)",
+        "SELECT count(*) FROM (SELECT 1 FROM audit.deliveries d WHERE d.id >= $1 "
+        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id) "
+        "LIMIT $2) capped",
         row["id"],
+        _COUNT_CAP,
     )
     return Unprocessed(
         delivery_id=row["id"], provider=row["provider"], received_at=row["received_at"], count=count

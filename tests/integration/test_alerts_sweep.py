@@ -593,3 +593,76 @@ async def test_integrity_check_signs_checkpoints_and_alerts_on_tampering(
     assert list(alerts["audit.deliveries"]["delivery_ids"]) == [4]
     async with fresh_pool.acquire() as conn:  # no checkpoint blesses the tampered log
         assert await conn.fetchval("SELECT max(delivery_id) FROM audit.checkpoints") == 3
+
+
+async def test_processing_and_rejection_facts_from_real_tables(fresh_settings: Settings) -> None:
+    dbname = fresh_settings.database_url.reveal().rsplit("/", 1)[1]
+    settings = make_settings(
+        dbname,
+        alerts=AlertSettings(
+            rejections_threshold=3, rejections_window_seconds=300, lag_threshold_seconds=60
+        ),
+    )
+    from ledgerhook.db import create_pool
+
+    pool = await create_pool(settings)
+    try:
+        now = datetime.now(UTC)
+        bad = msgspec.json.encode(
+            {
+                "id": "evt_dead_1",
+                "type": "customer.subscription.updated",
+                "created": 1_770_000_000,
+                "data": {"object": {"id": "sub_dead", "items": "not-a-list"}},
+            }
+        )
+        await deliver_and_process(pool, [bad])
+        old = stripe_event(
+            "subscription_created.json",
+            event_id="evt_lag_1",
+            type_="customer.subscription.created",
+            created=1_770_000_001,
+            object_id="sub_lag",
+        )
+        async with pool.acquire() as conn:
+            outcome = await conn.fetchval("SELECT outcome FROM processors.processed")
+            assert outcome == "dead_letter"
+            (lagging,) = await append_deliveries(
+                cast(asyncpg.Connection, conn),
+                [stripe_delivery(old, received_at=now - timedelta(seconds=120))],
+            )
+            for i in range(4):
+                await conn.execute(
+                    "INSERT INTO audit.rejections (received_at, provider, endpoint, status, reason, "
+                    "headers, body_prefix, body_size, body_sha256) "
+                    "VALUES ($1, 'stripe', 'default', 400, 'bad_signature', '[]', '', 0, '')",
+                    now - timedelta(seconds=10 * i),
+                )
+        await sweep(pool, settings, now=now)
+        processing = await open_alerts(pool, "processing")
+        assert set(processing) == {"dead_letter:stripe", "lag"}
+        assert processing["dead_letter:stripe"]["severity"] == "critical"
+        assert list(processing["lag"]["delivery_ids"]) == [lagging.id]
+        rejections = await open_alerts(pool, "rejections")
+        assert rejections["stripe/default"]["count"] == 4
+        assert msgspec.json.decode(rejections["stripe/default"]["evidence"])["reasons"] == {
+            "bad_signature": 4
+        }
+
+        # The lagging delivery gets processed: lag stops firing (the low-water mark moves past it).
+        async with pool.acquire() as conn:
+            await process_delivery(cast(asyncpg.Connection, conn), lagging.id)
+        report = await sweep(
+            pool,
+            settings,
+            now=now + timedelta(seconds=settings.alerts.auto_resolve_after_seconds + 1),
+        )
+        assert processing["lag"]["id"] in report.resolved
+        assert processing["dead_letter:stripe"]["id"] not in report.resolved  # still dead-lettered
+        async with pool.acquire() as conn:
+            low = await conn.fetchval(
+                "SELECT position FROM alerts.cursors WHERE name = 'processed_low_water'"
+            )
+        assert low == lagging.id
+    finally:
+        await pool.close()
