@@ -70,8 +70,17 @@ def _money(minor: int | None, currency: str | None) -> str:
 
 
 async def _send(
-    client: httpx.AsyncClient, story: Story, stripe_secret: str, cb_auth: str, say: Say
+    client: httpx.AsyncClient,
+    conn: asyncpg.Connection,
+    story: Story,
+    secrets: tuple[str, str],
+    *,
+    say: Say,
+    wait_seconds: float,
 ) -> list[int]:
+    """Send in story order, each after the previous one was applied: the worker applies
+    concurrently, so only this makes "delivered late" mean late for the state too."""
+    stripe_secret, cb_auth = secrets
     ids = []
     for step in story.deliveries:
         ev = step.event
@@ -93,6 +102,7 @@ async def _send(
         say(
             f"  -> {ev.provider:9} {ev.event_type:32} delivery #{body['delivery_id']:<6} {step.label}{dup}"
         )
+        await _wait_processed(conn, ids[-1:], wait_seconds)
     return ids
 
 
@@ -139,7 +149,9 @@ async def run_demo(
                     f"{url}/health/ready answered {ready.status_code}: {ready.text[:200]}"
                 )
             say(f"Demo run {tag}: sending {len(story.deliveries)} signed webhooks to {url}")
-            ids = await _send(client, story, stripe_secret, cb_auth, say)
+            ids = await _send(
+                client, conn, story, (stripe_secret, cb_auth), say=say, wait_seconds=wait_seconds
+            )
             report.stored = len(set(ids))
             report.duplicates = (
                 len(ids)
