@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run test deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,23 @@ install: $(BIN)/.installed
 services:
 	@bash scripts/services.sh
 
+# Development defaults shared by `make run` and `make demo`, so the demo's signed webhooks verify
+# and its stand-in Stripe Events API (port 12111) is what reconciliation calls. Never production
+# values: set your own LEDGERHOOK_* to override any of them.
+run demo: export LEDGERHOOK_STRIPE_WEBHOOK_SECRETS ?= whsec_demo_ledgerhook_0123456789abcdef
+run demo: export LEDGERHOOK_STRIPE_ACCOUNT ?= acct_demo
+run demo: export LEDGERHOOK_CHARGEBEE_BASIC_AUTH ?= demo:demo-chargebee-pass
+run demo: export LEDGERHOOK_CHARGEBEE_SITE ?= acme-demo
+run demo: export LEDGERHOOK_STRIPE_API_KEY ?= sk_test_demo
+run demo: export LEDGERHOOK_STRIPE_API_BASE ?= http://127.0.0.1:12111
+run demo: export LEDGERHOOK_LOG_FORMAT ?= text
+
 run: install services
 	$(BIN)/ledgerhook run --host $(HOST) --port $(PORT)
+
+# In a second terminal while `make run` is running.
+demo: install
+	$(BIN)/ledgerhook demo --url http://$(HOST):$(PORT)
 
 lint: install
 	$(BIN)/ruff check .
