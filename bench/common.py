@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import re
@@ -35,7 +36,7 @@ import asyncpg
 from bench import loadgen
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("LEDGERHOOK_BENCH_RESULTS") or ROOT / "bench" / "results")
 LUA = ROOT / "bench" / "wrk" / "cycle.lua"
 VENV_BIN = Path(sys.executable).parent
 PG_BASE = os.environ.get("LEDGERHOOK_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -454,7 +455,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return float(ordered[k])
 
 
