@@ -10,7 +10,18 @@ import msgspec
 from audit.checkpoints import key_id
 from ingest.errors import InvalidEnvelope
 
-__all__ = ["VerifiedDelivery", "envelope_error", "fingerprint", "iso_to_unix"]
+__all__ = [
+    "DECODE_ERRORS",
+    "VerifiedDelivery",
+    "check_utf8",
+    "envelope_error",
+    "fingerprint",
+    "iso_to_unix",
+]
+
+# What msgspec raises for bad input besides DecodeError: RecursionError past its nesting limit
+# (a 100k-deep array), UnicodeDecodeError for invalid UTF-8 inside a string it decodes.
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
@@ -35,9 +46,21 @@ def fingerprint(secret: str) -> str:
     return key_id(secret.encode())
 
 
-def envelope_error(exc: msgspec.DecodeError) -> InvalidEnvelope:
+def check_utf8(body: bytes) -> None:
+    """JSON is UTF-8 (RFC 8259 8.1). msgspec checks only the strings it decodes, so invalid bytes
+    in a skipped field would pass the envelope, be stored, and fail later in the processors."""
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEnvelope("invalid_json", "body is not valid UTF-8") from None
+
+
+def envelope_error(exc: Exception) -> InvalidEnvelope:
     """A 400 with a reason an operator can act on; msgspec's messages name paths, never values."""
     message = str(exc)
+    if isinstance(exc, RecursionError):
+        return InvalidEnvelope("invalid_json", "body is nested too deeply")
     if not isinstance(exc, msgspec.ValidationError):
         return InvalidEnvelope("invalid_json", "body is not valid JSON")
     if message.startswith("Expected `object`") and "- at `" not in message:

@@ -26,7 +26,13 @@ from typing import Annotated
 import msgspec
 
 from ingest.errors import CredentialsError
-from ingest.providers.base import VerifiedDelivery, envelope_error, fingerprint
+from ingest.providers.base import (
+    DECODE_ERRORS,
+    VerifiedDelivery,
+    check_utf8,
+    envelope_error,
+    fingerprint,
+)
 from ledgerhook.settings import EndpointSettings
 
 __all__ = ["PROVIDER", "WWW_AUTHENTICATE", "main_resource", "verify"]
@@ -141,9 +147,10 @@ def verify(
 ) -> VerifiedDelivery:
     """Check the Basic credentials, then decode the envelope. Pure: no I/O, no clock."""
     verification = _check_credentials(headers.get("authorization"), endpoint)
+    check_utf8(body)
     try:
         event = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise envelope_error(exc) from None
     return VerifiedDelivery(
         provider=PROVIDER,

@@ -32,7 +32,14 @@ from typing import Annotated
 import msgspec
 
 from ingest.errors import SignatureError
-from ingest.providers.base import VerifiedDelivery, envelope_error, fingerprint, iso_to_unix
+from ingest.providers.base import (
+    DECODE_ERRORS,
+    VerifiedDelivery,
+    check_utf8,
+    envelope_error,
+    fingerprint,
+    iso_to_unix,
+)
 from ledgerhook.settings import EndpointSettings
 
 __all__ = ["MAX_ENTRIES", "MAX_HEADER_CHARS", "PROVIDER", "parse_signature_header", "verify"]
@@ -126,9 +133,10 @@ def verify(
     if not header:
         raise SignatureError("missing_signature", "no Stripe-Signature header")
     verification = _check_signature(header, body, now, endpoint)
+    check_utf8(body)
     try:
         event = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except DECODE_ERRORS as exc:
         raise envelope_error(exc) from None
     if isinstance(event.created, str):
         created = iso_to_unix(event.created)
