@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import msgspec
 import pytest
