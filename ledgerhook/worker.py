@@ -52,9 +52,13 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     p = settings.processors
+    crons = cron_jobs(settings)
+    # How long arq keeps a started job marked in progress (see processors.worker.rescue_stalled).
+    in_progress_timeout_s = max([p.job_timeout_seconds, *(c.timeout_s or 0 for c in crons)]) + 10
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
+        ctx["in_progress_timeout_s"] = in_progress_timeout_s
         ctx["pool"] = await create_pool(settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -64,7 +68,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
     return {
         "functions": [func(process_delivery_job, name=PROCESS_DELIVERY)],
-        "cron_jobs": cron_jobs(settings),
+        "cron_jobs": crons,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "redis_settings": RedisSettings.from_dsn(settings.redis_url.reveal()),
@@ -74,6 +78,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "job_timeout": p.job_timeout_seconds,
         "max_tries": p.max_tries,
         "max_jobs": p.max_jobs,
+        "poll_delay": p.poll_delay_seconds,
         # Results are not needed (the outcome is in PostgreSQL), and a kept result would make
         # the sweeper's re-enqueue under the same job id a no-op for an hour.
         "keep_result": 0,

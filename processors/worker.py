@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 
 from ledgerhook import metrics
 from ledgerhook.jobs import PROCESS_DELIVERY, job_id
@@ -24,7 +25,15 @@ from processors.errors import DeliveryNotFound
 from processors.service import process_delivery
 from processors.sweeper import SweepResult, scan
 
-__all__ = ["TRANSIENT", "enqueue", "ensure_partitions", "process_delivery_job", "sweep"]
+__all__ = [
+    "TRANSIENT",
+    "enqueue",
+    "ensure_partitions",
+    "process_delivery_job",
+    "rescue_stalled",
+    "run_sweep",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +76,9 @@ async def process_delivery_job(ctx: dict[str, Any], delivery_id: int) -> str:
             raise Retry(defer=defer) from exc
 
 
-async def enqueue(redis: ArqRedis, settings: Settings, delivery_ids: list[int]) -> int:
-    """Enqueue deliveries under their job ids; an id already queued is skipped by arq."""
-    n = 0
+async def enqueue(redis: ArqRedis, settings: Settings, delivery_ids: list[int]) -> list[int]:
+    """Enqueue deliveries under their job ids; returns the ids whose job already existed."""
+    existing = []
     for delivery_id in delivery_ids:
         job = await redis.enqueue_job(
             PROCESS_DELIVERY,
@@ -77,11 +86,43 @@ async def enqueue(redis: ArqRedis, settings: Settings, delivery_ids: list[int]) 
             _job_id=job_id(settings, delivery_id),
             _queue_name=settings.processors.queue_name,
         )
-        n += job is not None
-    return n
+        if job is None:
+            existing.append(delivery_id)
+    return existing
 
 
-async def run_sweep(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) -> SweepResult:
+async def rescue_stalled(
+    redis: ArqRedis, settings: Settings, delivery_ids: list[int], in_progress_timeout_s: float
+) -> int:
+    """Free jobs a killed worker left marked in progress; returns how many were freed.
+
+    arq marks a started job with an in-progress key that lives for the *longest* timeout of any
+    function or cron job on the worker (an hour when a cron job allows an hour), and keeps the
+    job in the queue; a worker killed mid-job therefore blocks that delivery for that long, and
+    re-enqueuing under the same job id is a no-op. A delivery job cannot legitimately run longer
+    than ``job_timeout_seconds`` (arq cancels it), so a marker older than that (plus a margin)
+    belongs to a dead worker: deleting it lets the queued job run again. If it somehow were
+    still running, PostgreSQL still makes the second run a no-op.
+    """
+    limit = settings.processors.job_timeout_seconds + 10
+    freed = 0
+    for delivery_id in delivery_ids:
+        key = in_progress_key_prefix + job_id(settings, delivery_id)
+        pttl: int = await redis.pttl(key)
+        if pttl < 0:
+            continue
+        if in_progress_timeout_s - pttl / 1000 > limit:
+            freed += await redis.delete(key)
+    return freed
+
+
+async def run_sweep(
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    settings: Settings,
+    *,
+    in_progress_timeout_s: float | None = None,
+) -> SweepResult:
     async with pool.acquire() as conn:
         result = await scan(
             conn,
@@ -89,8 +130,18 @@ async def run_sweep(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) -> 
             limit=settings.processors.sweep_batch,
         )
     if result.due:
-        queued = await enqueue(redis, settings, result.due)
-        log.info("sweeper re-enqueued deliveries", extra={"due": len(result.due), "queued": queued})
+        existing = await enqueue(redis, settings, result.due)
+        freed = 0
+        if existing and in_progress_timeout_s is not None:
+            freed = await rescue_stalled(redis, settings, existing, in_progress_timeout_s)
+        log.info(
+            "sweeper re-enqueued deliveries",
+            extra={
+                "due": len(result.due),
+                "queued": len(result.due) - len(existing),
+                "freed": freed,
+            },
+        )
     metrics.queue_depth.set(result.backlog)
     metrics.oldest_unprocessed_seconds.set(result.oldest_age_seconds)
     metrics.dead_letters.set(result.dead_letters)
@@ -98,7 +149,12 @@ async def run_sweep(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) -> 
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
-    result = await run_sweep(ctx["pool"], ctx["redis"], ctx["settings"])
+    result = await run_sweep(
+        ctx["pool"],
+        ctx["redis"],
+        ctx["settings"],
+        in_progress_timeout_s=ctx.get("in_progress_timeout_s"),
+    )
     return len(result.due)
 
 

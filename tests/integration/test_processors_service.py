@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import asyncpg
@@ -278,7 +279,7 @@ async def test_concurrent_workers_on_one_subscription_serialise(pool: asyncpg.Po
         "WHERE subscription_id=$1 ORDER BY id",
         sub_id,
     )
-    for prev, cur in zip(changes, changes[1:], strict=False):
+    for prev, cur in itertools.pairwise(changes):
         assert cur["mrr_before"] == prev["mrr_after"]
     assert changes[-1]["mrr_after"] == 16_000
 
