@@ -120,6 +120,8 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     job_timeout_seconds: int = 60
     max_tries: int = 10
     max_jobs: int = 32
+    # arq reads at most max_jobs jobs per poll, so this bounds throughput: max_jobs / poll_delay.
+    poll_delay_seconds: float = 0.05
 
 
 class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
