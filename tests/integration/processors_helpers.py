@@ -115,3 +115,147 @@ async def outcome(pool: asyncpg.Pool, delivery_id: int) -> str | None:
             "SELECT outcome FROM processors.processed WHERE delivery_id = $1", delivery_id
         )
         return value
+
+
+def stripe_sequence(suffix: str, t0: int = 1_760_000_000) -> list[dict[str, Any]]:
+    """A realistic life of several Stripe objects, from the real fixtures, ids rewritten.
+
+    Includes same-second events (ordered by the lifecycle tie rule) and a deletion.
+    """
+    sub_id, cus_id, inv_id = f"sub_{suffix}", f"cus_{suffix}", f"in_{suffix}"
+    ch_id, re_id, cn_id = f"ch_{suffix}", f"re_{suffix}", f"cn_{suffix}"
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, type_: str, created: int, object_id: str, **fields: Any) -> None:
+        def change(obj: dict[str, Any]) -> None:
+            for key, value in fields.items():
+                if callable(value):
+                    value(obj)
+                else:
+                    obj[key] = value
+
+        ev = stripe_event(name, created=created, object_id=object_id, change=change)
+        ev["type"] = type_
+        out.append(ev)
+
+    def qty(n: int, amount: int, price: str = "price_basic") -> Callable[[dict[str, Any]], None]:
+        def set_items(obj: dict[str, Any]) -> None:
+            it = obj["items"]["data"][0]
+            it["quantity"] = n
+            it["price"]["id"] = price
+            it["price"]["unit_amount"] = amount
+            obj["items"]["data"] = [it]
+            obj["customer"] = cus_id
+
+        return set_items
+
+    add("customer_updated.json", "customer.created", t0, cus_id, email=None)
+    add("customer_updated.json", "customer.updated", t0 + 5, cus_id, email=f"{suffix}@example.com")
+    add(
+        "subscription_created.json", "customer.subscription.created", t0, sub_id, items=qty(1, 1000)
+    )
+    add(
+        "subscription_updated.json",
+        "customer.subscription.updated",
+        t0 + 10,
+        sub_id,
+        items=qty(2, 1000),
+    )
+    add(
+        "subscription_updated.json",
+        "customer.subscription.updated",
+        t0 + 20,
+        sub_id,
+        items=qty(2, 2500, "price_pro"),
+    )
+    add(
+        "subscription_updated.json",
+        "customer.subscription.trial_will_end",
+        t0 + 20,
+        sub_id,
+        items=qty(2, 2500, "price_pro"),
+    )
+    add(
+        "subscription_updated.json",
+        "customer.subscription.updated",
+        t0 + 25,
+        sub_id,
+        items=qty(2, 2500, "price_pro"),
+        cancel_at_period_end=True,
+    )
+    add(
+        "subscription_deleted.json",
+        "customer.subscription.deleted",
+        t0 + 30,
+        sub_id,
+        items=qty(2, 2500, "price_pro"),
+    )
+    add(
+        "invoice_finalized.json",
+        "invoice.created",
+        t0 + 10,
+        inv_id,
+        status="draft",
+        total=2000,
+        amount_due=2000,
+    )
+    add(
+        "invoice_finalized.json",
+        "invoice.finalized",
+        t0 + 10,
+        inv_id,
+        status="open",
+        total=2000,
+        amount_due=2000,
+    )
+    add(
+        "invoice_paid.json",
+        "invoice.paid",
+        t0 + 10,
+        inv_id,
+        total=2000,
+        amount_paid=2000,
+        amount_due=0,
+    )
+    add("charge_succeeded.json", "charge.succeeded", t0 + 11, ch_id, amount=2000)
+    add("charge_refunded.json", "charge.refunded", t0 + 40, ch_id, amount=2000, amount_refunded=500)
+    add(
+        "refund_created.json",
+        "refund.created",
+        t0 + 40,
+        re_id,
+        amount=500,
+        charge=ch_id,
+        status="pending",
+    )
+    add(
+        "refund_updated.json",
+        "refund.updated",
+        t0 + 41,
+        re_id,
+        amount=500,
+        charge=ch_id,
+        status="succeeded",
+    )
+    add("credit_note_created.json", "credit_note.created", t0 + 42, cn_id, invoice=inv_id)
+    add(
+        "credit_note_voided.json",
+        "credit_note.voided",
+        t0 + 43,
+        cn_id,
+        invoice=inv_id,
+        status="void",
+    )
+    add("customer_deleted.json", "customer.deleted", t0 + 50, cus_id)
+    add("plan_created.json", "plan.created", t0 + 1, f"plan_{suffix}")
+    return out
+
+
+def chargebee_sequence(suffix: str) -> list[dict[str, Any]]:
+    """Every derived Chargebee event, with event ids made unique."""
+    out = []
+    for path in sorted(CHARGEBEE_DERIVED.glob("*.json")):
+        ev = load_chargebee(path.stem)
+        ev["id"] = f"{ev['id']}_{suffix}"
+        out.append(ev)
+    return out
