@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -123,6 +124,7 @@ class WrkResult:
             "socket_errors": self.summary["errors"],
             "wraps": self.summary["wraps"],
             "lost": self.summary["lost"],
+            "wrk_cpu_s": self.summary.get("wrk_cpu_s"),
             "latency_ms": {k: round(float(v) / 1000.0, 3) for k, v in lat.items()},
         }
 
@@ -170,7 +172,9 @@ def run_wrk(
         str(LUA),
         url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"^LHWRK (\{.*\})$", proc.stdout, re.MULTILINE)
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]}{proc.stdout}")
@@ -180,7 +184,11 @@ def run_wrk(
             t, i, s = line.split()
             tracked.append((int(t), int(i), int(s)))
         out.unlink()
-    return WrkResult(connections, threads, duration, rate, json.loads(match.group(1)), tracked)
+    summary = json.loads(match.group(1))
+    summary["wrk_cpu_s"] = round(
+        after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3
+    )
+    return WrkResult(connections, threads, duration, rate, summary, tracked)
 
 
 def acknowledged(req_dir: Path, result: WrkResult) -> dict[tuple[str, str], int]:
@@ -480,3 +488,84 @@ def cleanup_queue(queue: str) -> int:
         return removed
     finally:
         client.close()
+
+
+def cpu_by_group(server_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by: the server's process tree, PostgreSQL, wrk, everything else.
+
+    Deltas of two calls show where a phase's CPU went on the whole machine (other users of the
+    shared PostgreSQL count under ``postgresql``: run on a quiet machine).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    server = set(tree_pids(server_pid)) if server_pid else set()
+    out = {"server": 0.0, "postgresql": 0.0, "wrk": 0.0, "other": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(entry.name) in server:
+            out["server"] += used
+        elif comm == "postgres":
+            out["postgresql"] += used
+        elif comm == "wrk":
+            out["wrk"] += used
+        else:
+            out["other"] += used
+    with contextlib.suppress(OSError, ValueError):
+        first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(v) for v in first]
+        out["machine_busy"] = (sum(values) - values[3] - values[4]) / tick
+        out["machine_total"] = sum(values) / tick
+    return out
+
+
+def cpu_cores(
+    before: dict[str, float], after: dict[str, float], result: WrkResult
+) -> dict[str, float]:
+    """Cores used per group over a wrk phase (1.0 = one core busy the whole time).
+
+    wrk has exited by the second sample, so its share comes from the run's own rusage.
+    """
+    seconds = float(result.summary["duration_us"]) / 1e6
+    d = {k: round((after[k] - before.get(k, 0.0)) / seconds, 2) for k in after}
+    d.pop("machine_total", None)
+    d["wrk"] = round(float(result.summary.get("wrk_cpu_s", 0.0)) / seconds, 2)
+    # Processes that exit during the phase take their CPU time with them: "other" is the rest.
+    if "machine_busy" in d:
+        d["other"] = round(
+            max(0.0, d["machine_busy"] - d["server"] - d["postgresql"] - d["wrk"]), 2
+        )
+    return d
+
+
+def scrape(base: str) -> dict[str, float]:
+    """Unlabelled and summed sample values from the server's ``/metrics`` (text format)."""
+    out: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        with contextlib.suppress(ValueError):
+            out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def mean_batch(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Mean deliveries per group-commit transaction between two scrapes."""
+    key = "ledgerhook_ingest_commit_batch_size"
+    n = after.get(f"{key}_count", 0.0) - before.get(f"{key}_count", 0.0)
+    if n <= 0:
+        return None
+    return round((after.get(f"{key}_sum", 0.0) - before.get(f"{key}_sum", 0.0)) / n, 1)
