@@ -5,7 +5,7 @@ Stripe signature, 401 bad Chargebee credentials, 404 unknown endpoint, 413 too l
 overloaded), never a 5xx otherwise, with a JSON reason on refusal; a refused request leaves no
 delivery row (only its rejection record); an accepted one is stored byte for byte.
 
-Examples are bounded (``LEDGERHOOK_FUZZ_EXAMPLES``, default 150 per test) so the default run
+Examples are bounded (``LEDGERHOOK_FUZZ_EXAMPLES``, default 500) so the default run
 stays around a minute.
 """
 
@@ -23,7 +23,7 @@ import asyncpg
 import msgspec
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from litestar import Litestar
@@ -34,7 +34,7 @@ from ledgerhook.settings import IngestSettings, Settings
 from tests.conftest import CHARGEBEE_AUTH, STRIPE_SECRET, fixture_bytes, stripe_fixture_names
 from tests.faults.stream import stripe_signature
 
-EXAMPLES = int(os.environ.get("LEDGERHOOK_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("LEDGERHOOK_FUZZ_EXAMPLES", "500"))
 DOCUMENTED = {200, 400, 401, 404, 413, 503}
 MAX_BODY = 64 * 1024
 
@@ -51,7 +51,10 @@ async def fuzz_app(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Clie
     s = msgspec.structs.replace(
         settings, ingest=IngestSettings(rejections_per_minute=1_000_000, max_body_bytes=MAX_BODY)
     )
-    async with AsyncTestClient(create_app(s, pool=pool)) as c:
+    # The test client runs the app on its own loop (a portal thread): the app opens its own
+    # pool there; the shared ``pool`` (this loop) is only for the test's checks.
+    del pool
+    async with AsyncTestClient(create_app(s)) as c:
         yield c
 
 
@@ -106,19 +109,25 @@ def _envelope_like(draw: Any) -> bytes:
 
 @st.composite
 def _requests(draw: Any) -> dict[str, Any]:
+    known = st.sampled_from(
+        [
+            "/webhooks/stripe",
+            "/webhooks/chargebee",
+            "/webhooks/stripe/default",
+            "/webhooks/chargebee/default",
+        ]
+    )
     path = draw(
-        st.sampled_from(
-            [
-                "/webhooks/stripe",
-                "/webhooks/chargebee",
-                "/webhooks/stripe/default",
-                "/webhooks/chargebee/default",
-            ]
-        )
-        | st.builds(
-            lambda p, n: f"/webhooks/{p}/{n}",
-            st.sampled_from(["stripe", "chargebee", "paypal", "x"]),
-            _name,
+        st.one_of(
+            known,
+            known,
+            known,
+            st.just("/webhooks/stripe"),
+            st.builds(
+                lambda p, n: f"/webhooks/{p}/{n}",
+                st.sampled_from(["stripe", "chargebee", "paypal", "x"]),
+                _name,
+            ),
         )
     )
     body = draw(
@@ -155,6 +164,7 @@ async def test_webhooks_answer_only_documented_codes(
     ]
     r = await fuzz_app.post(req["path"], content=req["body"], headers=headers)
     assert r.status_code in DOCUMENTED, (r.status_code, r.text[:300])
+    event(f"status {r.status_code}")
     if r.status_code == 200:
         out = r.json()
         row = await pool.fetchrow(

@@ -226,9 +226,11 @@ Client = AsyncTestClient[Litestar]
 
 @pytest.fixture
 async def client(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Client]:
+    # The test client runs the app on its own loop (a portal thread), so the app opens its own
+    # pool there; the shared ``pool`` belongs to the test's loop and is only for its checks.
+    del pool
     app = create_app(
-        msgspec.structs.replace(settings, ingest=IngestSettings(rejections_per_minute=100_000)),
-        pool=pool,
+        msgspec.structs.replace(settings, ingest=IngestSettings(rejections_per_minute=100_000))
     )
     async with AsyncTestClient(app) as c:
         yield c
