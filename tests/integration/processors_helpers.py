@@ -259,3 +259,15 @@ def chargebee_sequence(suffix: str) -> list[dict[str, Any]]:
         ev["id"] = f"{ev['id']}_{suffix}"
         out.append(ev)
     return out
+
+
+def own_queue(settings: Settings, **processors: Any) -> Settings:
+    """The same database with an arq queue of the test's own (never consume others' jobs)."""
+    from ledgerhook.db import database_name
+    from ledgerhook.settings import ProcessorSettings
+    from tests.conftest import make_settings
+
+    return make_settings(
+        database_name(settings.database_url),
+        processors=ProcessorSettings(queue_name=uid("lh-proc-"), **processors),
+    )

@@ -20,6 +20,7 @@ from tests.integration.processors_helpers import (
     append,
     chargebee_sequence,
     new_delivery,
+    own_queue,
     run_burst,
     stripe_event,
     stripe_sequence,
@@ -45,6 +46,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 async def test_replay_equals_live_after_shuffled_duplicated_run(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
+    s = own_queue(fresh_settings)
     rng = random.Random(4)
     deliveries = []
     for n in range(3):
@@ -61,10 +63,10 @@ async def test_replay_equals_live_after_shuffled_duplicated_run(
         RedisSettings.from_dsn(REDIS_URL), job_serializer=serialize, job_deserializer=deserialize
     )
     try:
-        await enqueue(redis, fresh_settings, [a.id for a in appended])
+        await enqueue(redis, s, [a.id for a in appended])
     finally:
         await redis.aclose()
-    await run_burst(fresh_settings)
+    await run_burst(s)
 
     async with fresh_pool.acquire() as conn:
         outcomes = dict(

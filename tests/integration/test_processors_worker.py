@@ -18,21 +18,19 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from ledgerhook import metrics
 from ledgerhook.jobs import deserialize, serialize
-from ledgerhook.settings import ProcessorSettings, Settings
+from ledgerhook.settings import Settings
 from processors.worker import enqueue, run_sweep
-from tests.conftest import CHECKPOINT_KEY, REDIS_URL, make_settings
-from tests.integration.processors_helpers import append, new_delivery, run_burst, stripe_event, uid
+from tests.conftest import CHECKPOINT_KEY, REDIS_URL
+from tests.integration.processors_helpers import (
+    append,
+    new_delivery,
+    own_queue,
+    run_burst,
+    stripe_event,
+    uid,
+)
 
 LEDGERHOOK = Path(sys.executable).with_name("ledgerhook")
-
-
-def _own_queue(settings: Settings, **processors: Any) -> Settings:
-    from ledgerhook.db import database_name
-
-    return make_settings(
-        database_name(settings.database_url),
-        processors=ProcessorSettings(queue_name=uid("lh-proc-"), **processors),
-    )
 
 
 @pytest_asyncio.fixture
@@ -85,7 +83,7 @@ async def _counts(pool: asyncpg.Pool, first: int, last: int) -> asyncpg.Record:
 async def test_burst_worker_applies_enqueued_deliveries(
     settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
 ) -> None:
-    s = _own_queue(settings)
+    s = own_queue(settings)
     appended = await append(pool, [new_delivery("stripe", e) for e in _mixed_events(12)])
     ids = [a.id for a in appended]
     assert await enqueue(redis, s, ids) == []
@@ -98,7 +96,7 @@ async def test_burst_worker_applies_enqueued_deliveries(
 async def test_sweeper_processes_everything_when_nothing_was_enqueued(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool, redis: ArqRedis
 ) -> None:
-    s = _own_queue(fresh_settings, sweep_after_seconds=5.0, sweep_batch=1000)
+    s = own_queue(fresh_settings, sweep_after_seconds=5.0, sweep_batch=1000)
     old = await append(
         fresh_pool, [new_delivery("stripe", e, age_seconds=60) for e in _mixed_events(30)]
     )
@@ -212,7 +210,7 @@ async def test_sweeper_frees_a_job_a_dead_worker_left_in_progress(
 
     from ledgerhook.jobs import job_id
 
-    s = _own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=5)
+    s = own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=5)
     (d,) = await append(
         pool, [new_delivery("stripe", stripe_event("customer_updated.json"), age_seconds=5)]
     )
@@ -240,7 +238,7 @@ async def test_sweeper_leaves_a_running_job_alone(
 
     from ledgerhook.jobs import job_id
 
-    s = _own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=60)
+    s = own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=60)
     (d,) = await append(
         pool, [new_delivery("stripe", stripe_event("customer_updated.json"), age_seconds=5)]
     )
