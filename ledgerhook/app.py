@@ -51,6 +51,7 @@ from ingest.runtime import ingest_lifespan, record_rejection
 from ledgerhook.db import create_pool
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
+from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
 
 __all__ = ["create_app"]
 
@@ -116,11 +117,22 @@ def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response
     return _error(500, "alerts error")
 
 
+def _processor_error(
+    request: Request[Any, Any, Any], exc: ProcessorError
+) -> Response[dict[str, str]]:
+    if isinstance(exc, StateNotFound | DeliveryNotFound):
+        return _error(404, str(exc) or "not found")
+    if isinstance(exc, InvalidStateQuery):
+        return _error(400, str(exc))
+    return _error(500, "processors error")
+
+
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     AlertsError: _alerts_error,
     AuditError: _audit_error,
     AuthError: _auth_error,
     IngestError: _ingest_error,
+    ProcessorError: _processor_error,
 }
 
 
