@@ -249,3 +249,39 @@ async def test_sweeper_leaves_a_running_job_alone(
     assert await redis.exists(key) == 1
     await redis.delete(key)
     await run_burst(s)
+
+
+async def test_lock_timeout_is_transient_and_retried_later(
+    settings: Settings, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arq import Retry
+
+    import processors.service as service
+    from processors.worker import process_delivery_job
+
+    ev = stripe_event("customer_updated.json", object_id=uid("cus_"))
+    (d,) = await append(pool, [new_delivery("stripe", ev)])
+    monkeypatch.setattr(service, "LOCK_TIMEOUT", "100ms")
+    holder = await pool.acquire()
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        # Another worker holds this event's lock (e.g. a stuck transaction).
+        await holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"evt\x1fstripe\x1facct_test\x1f{ev['id']}",
+        )
+        with pytest.raises(Retry) as info:
+            await process_delivery_job({"pool": pool, "job_try": 2}, d.id)
+        assert info.value.defer_score == 4000
+        await tx.rollback()
+    finally:
+        await pool.release(holder)
+    async with pool.acquire() as conn:
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM processors.processed WHERE delivery_id = $1", d.id
+            )
+            == 0
+        )
+    assert await process_delivery_job({"pool": pool, "job_try": 3}, d.id) == "applied"
