@@ -6,7 +6,9 @@ database. Deliveries arrive at a constant rate (wrk with a scheduled ``delay()``
 stored-but-unprocessed delivery is sampled twice a second; after it, the step's deliveries must
 all be applied within ``--drain`` seconds, and their receipt-to-applied times (``received_at`` ->
 ``processed_at``) give p50/p99. A step is sustained when the oldest-unprocessed age stayed under
-2 s, the rate was reached (>= 90 %), and no request failed. The highest sustained rate is printed
+2 s, the rate was reached (>= 90 %), and no request failed. Steps go up ``--fractions`` until one
+is not sustained; if even the first is not, they halve below it (down to 1/16 of it), so a slow
+worker still gets a number. The highest sustained rate is printed
 as a ratio of the ingest maximum (``bench/results/ingest.json``, or measured here first with the
 worker stopped, or ``--ingest-max``).
 """
@@ -25,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import common, loadgen
+from bench import common, loadgen, servers
 from bench.common import WrkResult, log
 from bench.stack import Stack, backlog, head_id, lags, outcomes, table_counts
 
@@ -77,6 +79,7 @@ def step(
     stop = threading.Event()
     sampler = threading.Thread(target=sample_backlog, args=(url, stop, samples, first), daemon=True)
     sampler.start()
+    m0 = common.scrape(stack.base)
     try:
         res: WrkResult = common.run_wrk(
             stack.base, reqs, connections=args.connections, duration=args.step_duration, rate=rate
@@ -93,6 +96,10 @@ def step(
         stop.set()
         sampler.join()
     done, pending = asyncio.run(_lags(url, first, last))
+    m1 = common.scrape(stack.base)
+    failures = m1.get("ledgerhook_enqueue_failures_total", 0.0) - m0.get(
+        "ledgerhook_enqueue_failures_total", 0.0
+    )
     shutil.rmtree(reqs, ignore_errors=True)
     stack.check_alive()
     max_age = max((s[1] for s in samples), default=0.0)
@@ -112,13 +119,15 @@ def step(
             "max": round(max(done, default=0.0), 3),
         },
         "oldest_unprocessed_age_s_max": round(max_age, 3),
+        # Wake-ups the API could not put on Redis in time: those wait for the sweeper.
+        "enqueue_failures": int(failures),
         "oldest_unprocessed_samples": samples,
         "sustained": sustained,
     }
     log(
         f"step {n}: target {rate:.0f}/s achieved {achieved:.0f}/s  lag p50 {out['lag_s']['p50']:.3f}s"
         f" p99 {out['lag_s']['p99']:.3f}s  oldest-unprocessed max {max_age:.2f}s"
-        f"  non-2xx {res.non_2xx}  unapplied {pending}  -> {'sustained' if sustained else 'NOT sustained'}"
+        f"  non-2xx {res.non_2xx}  enqueue failures {int(failures)}  unapplied {pending}  -> {'sustained' if sustained else 'NOT sustained'}"
     )
     return out
 
@@ -147,7 +156,12 @@ async def _final(url: str) -> dict[str, Any]:
         await conn.close()
 
 
-def ingest_max(args: argparse.Namespace, stack: Stack, wd: Path, run: str) -> tuple[float, str]:
+def ingest_max(args: argparse.Namespace, wd: Path, run: str, queue: str) -> tuple[float, str]:
+    """The ingest maximum to compare with: given, from ingest.json, or measured here.
+
+    Measured on a database and server of its own (worker stopped), so the steps below start on an
+    empty log instead of a backlog.
+    """
     if args.ingest_max:
         return args.ingest_max, "--ingest-max"
     if not args.measure_ingest:
@@ -157,10 +171,47 @@ def ingest_max(args: argparse.Namespace, stack: Stack, wd: Path, run: str) -> tu
     reqs = build(
         wd, "max", math.ceil(args.expected_rate * args.ingest_duration), 64, run, args.objects
     )
-    res = common.run_wrk(stack.base, reqs, connections=64, duration=args.ingest_duration)
+    with common.database(f"lhbench_{run}_e2emax") as url:
+        env = common.server_env(url, wd, queue)
+        port = common.free_port()
+        with servers.serve(port, args.workers, env, wd) as proc:
+            proc.wait_http(f"http://127.0.0.1:{port}/health/live")
+            res = common.run_wrk(
+                f"http://127.0.0.1:{port}", reqs, connections=64, duration=args.ingest_duration
+            )
     shutil.rmtree(reqs, ignore_errors=True)
     log(res.line("ingest max (no worker)"))
     return res.ok / (res.summary["duration_us"] / 1e6), "measured in this run (worker stopped)"
+
+
+def settle(url: str, timeout: float) -> int:
+    """Wait until every stored delivery is processed (at most ``timeout`` s); what is left."""
+
+    async def left() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return (await backlog(conn, 0)).unprocessed
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    n = asyncio.run(left())
+    if n:
+        log(f"waiting for a backlog of {n} to be applied before the next step")
+    while n and time.monotonic() < deadline:
+        time.sleep(0.5)
+        n = asyncio.run(left())
+    return n
+
+
+def fractions_to_try(first_steps: list[float], sustained: list[bool]) -> float | None:
+    """Next fraction: up the list while steps are sustained; if the first fails, halve below it."""
+    if all(sustained):
+        return first_steps[len(sustained)] if len(sustained) < len(first_steps) else None
+    if any(sustained):
+        return None
+    lowest = first_steps[0] / 2 ** (len(sustained))
+    return lowest if lowest >= first_steps[0] / 16 else None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,33 +233,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     steps: list[dict[str, Any]] = []
     try:
+        top, source = ingest_max(args, wd, run_id, queue)
+        result["ingest_max_rps"] = round(top, 1)
+        result["ingest_max_source"] = source
+        log(f"ingest max {top:.0f}/s ({source})")
         with common.database(f"lhbench_{run_id}_e2e", keep=args.keep_db) as url:
             stack = Stack(
                 url, wd, queue, api_workers=args.workers, worker_processes=args.worker_processes
             )
             try:
                 stack.wait()
-                top, source = ingest_max(args, stack, wd, run_id)
-                result["ingest_max_rps"] = round(top, 1)
-                result["ingest_max_source"] = source
-                log(f"ingest max {top:.0f}/s ({source})")
                 stack.start_workers()
-                # Anything stored by the ingest measurement is applied before the steps start.
                 time.sleep(1.0)
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    b = asyncio.run(_backlog(url))
-                    if b == 0:
-                        break
-                    time.sleep(0.5)
                 result["rss_kib_start"] = stack.rss()
-                fractions = [float(f) for f in args.fractions.split(",")]
-                for n, frac in enumerate(fractions):
+                planned = [float(f) for f in args.fractions.split(",")]
+                n = 0
+                while (
+                    frac := fractions_to_try(planned, [x["sustained"] for x in steps])
+                ) is not None:
+                    # Each step starts on an empty backlog: a failed step's leftovers must not
+                    # count against the next one.
+                    settled = settle(url, args.settle)
                     s = step(stack, url, wd, run_id, top * frac, args, n)
+                    s["backlog_before_step"] = settled
                     s["fraction_of_ingest_max"] = frac
                     steps.append(s)
-                    if not s["sustained"]:
-                        break
+                    n += 1
                 result["rss_kib_end"] = stack.rss()
                 result["final"] = asyncio.run(_final(url))
             finally:
@@ -236,14 +286,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     return result
-
-
-async def _backlog(url: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return (await backlog(conn, 0)).unprocessed
-    finally:
-        await conn.close()
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -282,6 +324,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-duration", type=float, default=15)
     p.add_argument(
         "--drain", type=float, default=10, help="seconds allowed after a step to apply its backlog"
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=120,
+        help="max seconds to wait for an empty backlog before a step",
     )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="API (uvicorn) processes")
