@@ -47,6 +47,21 @@ async def _unprocessed(url: str) -> int:
         await conn.close()
 
 
+def default_rate() -> float:
+    """A rate the whole system sustains: 0.8 x e2e's sustained rate, else 0.1 x ingest max, else 100.
+
+    Above what the worker sustains the backlog (and with it memory) would grow for the whole soak,
+    which measures the backlog, not a leak.
+    """
+    e2e = common.read_result("e2e")
+    if e2e is not None and e2e["summary"].get("sustained_rate"):
+        return 0.8 * float(e2e["summary"]["sustained_rate"])
+    ingest = common.read_result("ingest")
+    if ingest is not None:
+        return 0.1 * float(ingest["summary"]["ingest_max_2xx_rps"])
+    return 100.0
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     common.ensure_wrk()
     run_id = common.run_id()
@@ -54,8 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     wd = common.workdir("soak")
     rate = args.rate
     if not rate:
-        prior = common.read_result("ingest")
-        rate = 0.25 * float(prior["summary"]["ingest_max_2xx_rps"]) if prior else 200.0
+        rate = default_rate()
     chunk = min(args.chunk, args.minutes * 60)
     chunks = max(1, math.ceil(args.minutes * 60 / chunk))
     result: dict[str, Any] = {
@@ -156,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
         "--rate",
         type=float,
         default=0.0,
-        help="req/s (default: 0.25 x ingest max from ingest.json, else 200)",
+        help="req/s (default: 0.8 x e2e sustained rate, else 0.1 x ingest max, else 100)",
     )
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--workers", type=int, default=1, help="API (uvicorn) processes")
