@@ -45,15 +45,16 @@ def register(sub: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ledgerhook.worker import create_worker
+    from ledgerhook.worker import run_supervised
 
     settings = load_settings()
     configure_logging(settings)
     init_sentry(settings, "worker")
     start_worker_metrics(settings)
-    worker = create_worker(settings, burst=args.burst)
-    worker.run()
-    return 0
+    # arq's poll loop lets a lost Redis connection end the process. Redis is only the wake-up
+    # (PostgreSQL holds the work, the sweeper re-enqueues), so the worker is rebuilt with backoff
+    # instead of dying with it (found by the fault-injection suite); see run_supervised.
+    return asyncio.run(run_supervised(settings, burst=args.burst))
 
 
 async def _rerun(conn: Any, ids: list[int]) -> int:
