@@ -10,8 +10,14 @@ Other packages add their periodic work with one line in :func:`cron_jobs`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from typing import Any
 
+import asyncpg
+import redis.exceptions
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Worker, func
@@ -22,7 +28,9 @@ from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
 from processors.worker import ensure_partitions, process_delivery_job, sweep
 
-__all__ = ["create_worker", "cron_jobs", "every", "worker_settings"]
+__all__ = ["create_worker", "cron_jobs", "every", "run_supervised", "worker_settings"]
+
+log = logging.getLogger(__name__)
 
 
 def every(seconds: int) -> dict[str, Any]:
@@ -87,3 +95,53 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
     return Worker(**{**worker_settings(settings), **overrides})
+
+
+# Outages of Redis or PostgreSQL: the worker is rebuilt after a pause instead of exiting.
+RECOVERABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def _close(worker: Worker) -> None:
+    try:
+        await worker.close()
+    except Exception:  # Redis still down: at least release PostgreSQL
+        if worker.on_shutdown is not None:
+            with contextlib.suppress(Exception):
+                await worker.on_shutdown(worker.ctx)
+
+
+async def run_supervised(settings: Settings, *, burst: bool = False) -> int:
+    """Run the worker until SIGTERM/SIGINT (or an empty queue with ``burst``).
+
+    arq's main loop exits when Redis goes away; a worker process that dies with every Redis
+    restart would need an outside supervisor to keep applying deliveries. Here the worker is
+    rebuilt with backoff (1 s doubling to 30 s) until Redis and PostgreSQL are back. Nothing is
+    lost meanwhile: deliveries wait in PostgreSQL and the sweeper re-enqueues them.
+    """
+    delay = 1.0
+    while True:
+        worker = create_worker(settings, burst=burst)
+        started = time.monotonic()
+        try:
+            await worker.async_run()
+            return 0
+        except asyncio.CancelledError:  # a signal: arq cancelled its main task
+            return 0
+        except RECOVERABLE as exc:
+            log.warning(
+                "worker lost Redis or PostgreSQL; restarting",
+                extra={"error": type(exc).__name__, "retry_in": delay},
+            )
+        finally:
+            await _close(worker)
+        if time.monotonic() - started > 60:
+            delay = 1.0
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
