@@ -8,7 +8,8 @@ all be applied within ``--drain`` seconds, and their receipt-to-applied times (`
 ``processed_at``) give p50/p99. A step is sustained when the oldest-unprocessed age stayed under
 2 s, the rate was reached (>= 90 %), and no request failed. Steps go up ``--fractions`` until one
 is not sustained; if even the first is not, they halve below it (down to 1/16 of it), so a slow
-worker still gets a number. The highest sustained rate is printed
+worker still gets a number; then up to three bisections between the best sustained step and the
+failed one above it. The highest sustained rate is printed
 as a ratio of the ingest maximum (``bench/results/ingest.json``, or measured here first with the
 worker stopped, or ``--ingest-max``).
 """
@@ -204,14 +205,27 @@ def settle(url: str, timeout: float) -> int:
     return n
 
 
-def fractions_to_try(first_steps: list[float], sustained: list[bool]) -> float | None:
-    """Next fraction: up the list while steps are sustained; if the first fails, halve below it."""
-    if all(sustained):
-        return first_steps[len(sustained)] if len(sustained) < len(first_steps) else None
-    if any(sustained):
+def fractions_to_try(planned: list[float], tried: list[tuple[float, bool]]) -> float | None:
+    """The next step, as a fraction of the ingest max; None when the search is done.
+
+    Up ``planned`` while steps are sustained; if the first is not, halve below it (down to 1/16);
+    once there is a sustained step under a failed one, bisect between them (at most 3 times,
+    stopping when they are within 20 % of each other).
+    """
+    ok = [f for f, good in tried if good]
+    bad = [f for f, good in tried if not good]
+    if not bad:
+        return planned[len(tried)] if len(tried) < len(planned) else None
+    hi = min(bad)
+    below = [f for f in ok if f < hi]
+    if not below:
+        nxt = hi / 2
+        return nxt if nxt >= planned[0] / 16 else None
+    lo = max(below)
+    bisections = sum(1 for f, _ in tried if f not in planned and f > lo / 2 and f != lo)
+    if (hi - lo) / hi <= 0.2 or bisections >= 3:
         return None
-    lowest = first_steps[0] / 2 ** (len(sustained))
-    return lowest if lowest >= first_steps[0] / 16 else None
+    return round((lo + hi) / 2, 4)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -249,7 +263,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 planned = [float(f) for f in args.fractions.split(",")]
                 n = 0
                 while (
-                    frac := fractions_to_try(planned, [x["sustained"] for x in steps])
+                    frac := fractions_to_try(
+                        planned, [(x["fraction_of_ingest_max"], x["sustained"]) for x in steps]
+                    )
                 ) is not None:
                     # Each step starts on an empty backlog: a failed step's leftovers must not
                     # count against the next one.
