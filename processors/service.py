@@ -74,6 +74,8 @@ async def _apply(conn: Conn, d: repo.Delivery) -> tuple[str, bool]:
         transitions.append(t)
         if t.outcome == "applied":
             await repo.save_state(conn, [t.state])
+        elif t.outcome == "unchanged" and u.related:
+            continue  # context resent as it was: nothing to record
         await repo.insert_history(
             conn,
             provider=d.provider,

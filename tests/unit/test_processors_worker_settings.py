@@ -1,0 +1,37 @@
+"""The arq worker composition: names, serializer, queue, crons (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
+from ledgerhook.settings import ProcessorSettings
+from ledgerhook.worker import every, worker_settings
+from tests.conftest import make_settings
+
+
+def test_worker_settings_follow_the_shared_contract() -> None:
+    s = make_settings(
+        "x", processors=ProcessorSettings(queue_name="q1", max_jobs=7, job_timeout_seconds=9)
+    )
+    ws = worker_settings(s)
+    assert [f.name for f in ws["functions"]] == [PROCESS_DELIVERY]
+    assert ws["queue_name"] == "q1"
+    assert ws["job_serializer"] is serialize
+    assert ws["job_deserializer"] is deserialize
+    assert (ws["max_jobs"], ws["job_timeout"], ws["keep_result"]) == (7, 9, 0)
+    names = {c.name for c in ws["cron_jobs"]}
+    assert {"processors.sweep", "audit.ensure_partitions"} <= names
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (15, {"second": {0, 15, 30, 45}}),
+        (1, {"second": set(range(60))}),
+        (60, {"minute": set(range(60)), "second": 0}),
+        (300, {"minute": set(range(0, 60, 5)), "second": 0}),
+    ],
+)
+def test_every(seconds: int, expected: dict[str, object]) -> None:
+    assert every(seconds) == expected
