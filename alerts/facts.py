@@ -69,13 +69,16 @@ async def unseen_anomalies(conn: Conn) -> tuple[Anomaly, ...]:
     )
 
 
-async def mark_anomalies_seen(conn: Conn, ids: Iterable[int], now: datetime) -> None:
-    await conn.execute(
+async def mark_anomalies_seen(conn: Conn, ids: Iterable[int], now: datetime) -> set[int]:
+    """Claim anomalies for this sweep; returns those claimed here. A concurrent sweep blocks on the
+    primary key and then claims nothing, so no anomaly is ever counted twice."""
+    rows = await conn.fetch(
         "INSERT INTO alerts.seen_anomalies (anomaly_id, seen_at) "
-        "SELECT unnest($1::bigint[]), $2 ON CONFLICT DO NOTHING",
+        "SELECT unnest($1::bigint[]), $2 ON CONFLICT DO NOTHING RETURNING anomaly_id",
         list(ids),
         now,
     )
+    return {r["anomaly_id"] for r in rows}
 
 
 async def _watching_since(conn: Conn, name: str, now: datetime) -> datetime:

@@ -76,15 +76,19 @@ async def sweep(
     channels = notify.channels(settings)
     async with pool.acquire() as conn, conn.transaction():
         facts = await facts_mod.gather(conn, settings, now)
-        findings = evaluate(facts, now, only=SWEEP_RULES)
-        fired = await lifecycle.apply_findings(conn, findings, now, channels)
         grace = timedelta(seconds=cfg.missing_predecessor_grace_seconds)
-        done = [
+        # Anomalies are evaluated once: out-of-order at once, missing-predecessor after the grace.
+        due = [
             a.id
             for a in facts.anomalies
             if a.kind == "out_of_order" or a.predecessor_arrived or now - a.created_at >= grace
         ]
-        await facts_mod.mark_anomalies_seen(conn, done, now)
+        claimed = await facts_mod.mark_anomalies_seen(conn, due, now)
+        facts = msgspec.structs.replace(
+            facts, anomalies=tuple(a for a in facts.anomalies if a.id in claimed)
+        )
+        findings = evaluate(facts, now, only=SWEEP_RULES)
+        fired = await lifecycle.apply_findings(conn, findings, now, channels)
 
     checked = mismatches = 0
     try:
