@@ -122,9 +122,12 @@ def test_ingest_benchmark_tiny(tmp_path: Path) -> None:
 
 @needs_wrk
 def test_e2e_benchmark_tiny(tmp_path: Path) -> None:
+    # A rate any worker keeps up with (30/s), so the one step is sustained: this checks wiring.
     r = _bench(
         tmp_path,
         "e2e",
+        "--ingest-max",
+        "300",
         "--fractions",
         "0.1",
         "--step-duration",
@@ -133,11 +136,6 @@ def test_e2e_benchmark_tiny(tmp_path: Path) -> None:
         "20",
         "--connections",
         "4",
-        "--measure-ingest",
-        "--ingest-duration",
-        "1",
-        "--expected-rate",
-        "500",
     )
     steps = r["steps"]
     assert isinstance(steps, list) and len(steps) == 1
@@ -146,6 +144,18 @@ def test_e2e_benchmark_tiny(tmp_path: Path) -> None:
     assert step["unapplied_after_drain"] == 0
     assert step["lag_s"]["p50"] > 0
     assert step["oldest_unprocessed_samples"]
+    assert step["sustained"] is True
+
+
+def test_e2e_search_halves_then_bisects() -> None:
+    from bench.e2e import fractions_to_try
+
+    planned = [0.2, 0.3, 0.4]
+    tried: list[tuple[float, bool]] = []
+    while (f := fractions_to_try(planned, tried)) is not None:
+        tried.append((f, f <= 0.12))
+    assert [f for f, _ in tried] == [0.2, 0.1, 0.15, 0.125]
+    assert fractions_to_try(planned, [(0.2, True), (0.3, True), (0.4, True)]) is None
 
 
 def test_apply_benchmark_tiny(tmp_path: Path) -> None:
