@@ -158,6 +158,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 servers.worker(env, wd, burst=True, name=f"worker{i}")
                 for i in range(args.processes)
             ]
+            prof = None
+            if args.profile:
+                from bench.ingest import profile_during
+
+                prof = profile_during(
+                    procs[0].pid, int(args.profile_seconds), "raw", common.RESULTS / "apply.folded"
+                )
             cpu: dict[str, float] = {}
             rss: dict[str, int] = {}
             try:
@@ -171,6 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(0.2)
             finally:
                 codes = {p.name: p.stop() for p in procs}
+                if prof is not None:
+                    prof.wait(timeout=60)
             wall = time.monotonic() - t0
             m = asyncio.run(measure(url))
     finally:
@@ -218,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1, help="worker processes")
     p.add_argument("--objects", type=int, default=500, help="distinct objects per fixture")
     p.add_argument("--timeout", type=float, default=300, help="stop the workers after this long")
+    p.add_argument("--profile", action="store_true", help="py-spy the first worker (raw stacks)")
+    p.add_argument("--profile-seconds", type=float, default=20)
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--name", default="apply")
     return p
