@@ -672,3 +672,17 @@ async def test_processing_and_rejection_facts_from_real_tables(fresh_settings: S
         assert low == lagging.id
     finally:
         await pool.close()
+
+
+async def test_api_refuses_out_of_range_ids_with_400(
+    fresh_settings: Settings, fresh_pool: asyncpg.Pool
+) -> None:
+    async with fresh_pool.acquire() as conn:
+        token = await create_token(conn, name="range-oncall", role="oncall")
+    h = {"Authorization": f"Bearer {token}"}
+    async with AsyncTestClient(create_app(fresh_settings)) as client:
+        for path in ("/alerts/142524879392688046080", "/alerts/0"):
+            assert (await client.get(path, headers=h)).status_code == 400
+        r = await client.post("/alerts/345112886323411882269198696579072/ack", headers=h)
+        assert r.status_code == 400
+        assert (await client.get("/alerts?cursor=", headers=h)).status_code == 400
