@@ -686,3 +686,53 @@ async def test_api_refuses_out_of_range_ids_with_400(
         r = await client.post("/alerts/345112886323411882269198696579072/ack", headers=h)
         assert r.status_code == 400
         assert (await client.get("/alerts?cursor=", headers=h)).status_code == 400
+
+
+@respx.mock(assert_all_mocked=True)
+async def test_a_resolve_never_overtakes_its_failed_trigger(
+    fresh_settings: Settings, respx_mock: respx.MockRouter
+) -> None:
+    dbname = fresh_settings.database_url.reveal().rsplit("/", 1)[1]
+    settings = make_settings(
+        dbname,
+        alerts=AlertSettings(pagerduty_routing_key=Secret("rk_order"), pagerduty_url=PAGERDUTY),
+    )
+    pd = respx_mock.post(PAGERDUTY).mock(
+        side_effect=[httpx.Response(500), httpx.Response(202), httpx.Response(202)]
+    )
+    from ledgerhook.db import create_pool
+
+    pool = await create_pool(settings)
+    try:
+        channels = notify.channels(settings)
+        async with pool.acquire() as conn:
+            (fired,) = await lifecycle.apply_findings(
+                conn,
+                [
+                    Finding(
+                        rule="rejections",
+                        severity="warning",
+                        provider="stripe",
+                        subject="o",
+                        summary="x",
+                    )
+                ],
+                T0,
+                channels,
+            )
+        assert await notify.deliver_due(pool, settings, T0) == (0, 1)  # trigger fails
+        async with pool.acquire() as conn:
+            await lifecycle.resolve(
+                conn,
+                fired.alert_id,
+                actor="carol",
+                now=T0 + timedelta(seconds=1),
+                channels=channels,
+            )
+        # Both are due now, but the resolve waits for its trigger.
+        assert await notify.deliver_due(pool, settings, T0 + timedelta(seconds=31)) == (1, 0)
+        assert await notify.deliver_due(pool, settings, T0 + timedelta(seconds=31)) == (1, 0)
+        actions = [msgspec.json.decode(c.request.content)["event_action"] for c in pd.calls]
+        assert actions == ["trigger", "trigger", "resolve"]
+    finally:
+        await pool.close()
