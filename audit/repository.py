@@ -221,7 +221,17 @@ def _aware(ts: datetime) -> datetime:
 
 
 def check_filter(f: DeliveryFilter) -> None:
-    """Reject contradictions a caller would otherwise get as a silently empty result."""
+    """Reject contradictions a caller would otherwise get as a silently empty result, and values
+    PostgreSQL could not take (a NUL in text, a time that overflows UTC): checked here, before a
+    streamed export has sent its headers, so the caller gets a 400 and not a cut-off stream."""
+    for name in ("received_from", "received_to", "event_from", "event_to"):
+        ts = getattr(f, name)
+        if ts is not None:
+            try:
+                _aware(ts).astimezone(UTC)
+                _epoch_seconds(ts)
+            except (OverflowError, ValueError):
+                raise InvalidQuery(f"{name}: out of range") from None
     for name, lo, hi in (
         ("received", f.received_from, f.received_to),
         ("event", f.event_from, f.event_to),
@@ -232,6 +242,8 @@ def check_filter(f: DeliveryFilter) -> None:
         value = getattr(f, name)
         if value is not None and (value == "" or len(value) > 255):
             raise InvalidQuery(f"{name}: must be 1 to 255 characters")
+        if value is not None and "\x00" in value:
+            raise InvalidQuery(f"{name}: must not contain NUL")
 
 
 def delivery_where(f: DeliveryFilter, args: list[Any], alias: str = "d") -> list[str]:

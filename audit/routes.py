@@ -10,6 +10,7 @@ the log: the application role has no UPDATE or DELETE on it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
@@ -213,7 +215,27 @@ async def rejections(
         return await list_rejections(conn, f, cursor=cursor, limit=n, order=order)
 
 
-@get("/export", dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)})
+@dataclass
+class _ExportOperation(Operation):
+    """The export answers in one of two media types; the schema must name both."""
+
+    def __post_init__(self) -> None:
+        text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+        self.responses = {
+            **(self.responses or {}),
+            "200": OpenAPIResponse(
+                description="JSON Lines (format=jsonl) or CSV (format=csv), ending with the chain "
+                "head and the latest signed checkpoint",
+                content={"application/x-ndjson": text, "text/csv": text},
+            ),
+        }
+
+
+@get(
+    "/export",
+    dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)},
+    operation_class=_ExportOperation,
+)
 async def export(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],

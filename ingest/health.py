@@ -18,7 +18,6 @@ from ledgerhook.metrics import CONTENT_TYPE_LATEST, render
 __all__ = ["health_routes"]
 
 CHECK_TIMEOUT = 1.0
-_encoder = msgspec.json.Encoder()
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,7 +50,7 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", name="health_ready")
-async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
     """200 when PostgreSQL answers, else 503; Redis is reported only."""
     runtime: IngestRuntime = request.app.state.ingest
     pg, redis = await asyncio.gather(_postgres_ok(runtime), _redis_ok(runtime))
@@ -60,9 +59,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
         postgres="ok" if pg else "down",
         redis="ok" if redis else "down",
     )
-    return Response(
-        _encoder.encode(body), status_code=200 if pg else 503, media_type="application/json"
-    )
+    return Response(body, status_code=200 if pg else 503)
 
 
 @get("/metrics", name="metrics", include_in_schema=False)

@@ -56,11 +56,27 @@ from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorErro
 __all__ = ["create_app"]
 
 
-def _error(status: int, reason: str) -> Response[dict[str, str]]:
-    return Response({"error": reason}, status_code=status)
+def _error(
+    status: int, reason: str, detail: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    """Every error has one shape: Litestar's documented ``{status_code, detail}`` plus our
+    ``error`` (a short reason code for ingest refusals, else the message)."""
+    return Response(
+        {"status_code": status, "detail": detail or reason, "error": reason},
+        status_code=status,
+        headers=headers,
+    )
 
 
-def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[dict[str, str]]:
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """PostgreSQL refused a value the caller sent (an id beyond bigint, a NUL in a text): 400.
+    Unreachable: 503, so callers retry. Never a 500 for input or an outage."""
+    if isinstance(exc, asyncpg.DataError):
+        return _error(400, "invalid value", "a parameter value is out of range or not storable")
+    return _error(503, "unavailable", "the database is unavailable", {"Retry-After": "5"})
+
+
+def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[dict[str, Any]]:
     if isinstance(exc, NotFound):
         return _error(404, str(exc) or "not found")
     if isinstance(exc, InvalidQuery):
@@ -68,27 +84,19 @@ def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[d
     return _error(500, "audit error")
 
 
-def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dict[str, str]]:
+def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dict[str, Any]]:
     if isinstance(exc, Unauthenticated):
-        return Response(
-            {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, Forbidden):
         return _error(403, str(exc))
     if isinstance(exc, TooManyAttempts):
-        return Response(
-            {"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
-        )
+        return _error(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
     return _error(401, "not authenticated")
 
 
-def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, str]]:
+def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, Any]]:
     if isinstance(exc, Unavailable):
-        return Response(
-            {"error": "unavailable", "detail": str(exc)},
-            status_code=503,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
+        return _error(503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after)})
     if not isinstance(exc, Rejected):  # ClientGone: nobody is listening
         return _error(400, "incomplete request")
     headers: dict[str, str] = {}
@@ -102,10 +110,10 @@ def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response
     else:  # bad envelope, bad Stripe signature: 400, as Stripe expects
         status = 400
     record_rejection(request.app.state, exc, status)
-    return Response({"error": exc.reason, "detail": str(exc)}, status_code=status, headers=headers)
+    return _error(status, exc.reason, str(exc), headers)
 
 
-def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response[dict[str, str]]:
+def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response[dict[str, Any]]:
     if isinstance(exc, AlertNotFound):
         return _error(404, str(exc) or "not found")
     if isinstance(exc, InvalidAlertQuery | NotConfigured):
@@ -119,7 +127,7 @@ def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response
 
 def _processor_error(
     request: Request[Any, Any, Any], exc: ProcessorError
-) -> Response[dict[str, str]]:
+) -> Response[dict[str, Any]]:
     if isinstance(exc, StateNotFound | DeliveryNotFound):
         return _error(404, str(exc) or "not found")
     if isinstance(exc, InvalidStateQuery):
@@ -133,6 +141,11 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     AuthError: _auth_error,
     IngestError: _ingest_error,
     ProcessorError: _processor_error,
+    asyncpg.DataError: _database_error,
+    asyncpg.PostgresConnectionError: _database_error,
+    asyncpg.CannotConnectNowError: _database_error,
+    asyncpg.TooManyConnectionsError: _database_error,
+    ConnectionError: _database_error,
 }
 
 
