@@ -27,7 +27,16 @@ from datetime import UTC, datetime
 
 import msgspec
 
-__all__ = ["GENESIS", "VERSION", "ChainFields", "encode", "micros", "row_hash"]
+__all__ = [
+    "GENESIS",
+    "VERSION",
+    "ChainFields",
+    "encode",
+    "encode_fixed",
+    "micros",
+    "row_hash",
+    "row_hash_from_parts",
+]
 
 VERSION = b"LHv1"
 GENESIS = bytes(32)
@@ -101,3 +110,52 @@ def encode(f: ChainFields) -> bytes:
 
 def row_hash(prev_hash: bytes, fields: ChainFields) -> bytes:
     return hashlib.sha256(prev_hash + encode(fields)).digest()
+
+
+def encode_fixed(
+    *,
+    received_at: datetime,
+    provider: str,
+    endpoint: str,
+    account: str,
+    event_id: str,
+    event_type: str,
+    event_created: int,
+    object_id: str | None,
+    origin: str,
+    source_address: str | None,
+    content_type: str | None,
+    headers: str,
+    verification: str,
+) -> bytes:
+    """Fields 2-14 of :func:`encode` (``received_at_us`` .. ``verification``), already encoded.
+
+    They do not depend on the row's place in the chain, so an appender encodes them before it
+    takes the chain lock and finishes with :func:`row_hash_from_parts`: same bytes, same hash.
+    """
+    return b"".join(
+        (
+            _field(micros(received_at)),
+            _field(provider),
+            _field(endpoint),
+            _field(account),
+            _field(event_id),
+            _field(event_type),
+            _field(event_created),
+            _field(object_id),
+            _field(origin),
+            _field(source_address),
+            _field(content_type),
+            _field(headers),
+            _field(verification),
+        )
+    )
+
+
+def row_hash_from_parts(
+    prev_hash: bytes, id: int, fixed: bytes, duplicate_of: int | None, body_sha256: bytes
+) -> bytes:
+    """:func:`row_hash` with fields 2-14 given pre-encoded by :func:`encode_fixed`."""
+    return hashlib.sha256(
+        b"".join((prev_hash, VERSION, _field(id), fixed, _field(duplicate_of), _field(body_sha256)))
+    ).digest()

@@ -10,6 +10,11 @@ One lock for every writer would cap throughput at one commit at a time, so calle
 batches: the ingest edge groups concurrent requests into one call (group commit), paying one
 fsync for many deliveries. A failed transaction leaves no trace (it rolls back as a whole), and
 its ids are reused by the next one: nothing was ever acknowledged for them.
+
+The hot path is one statement: the caller hashes its rows against the head it expects and
+``audit.append_deliveries`` (SQL, migration 0001) takes the lock, checks that guess and inserts, or
+writes nothing and returns the actual head to re-hash against. Everything that does not depend on
+the chain position (body digest, canonical encoding of fields 2-14) is computed once, before.
 """
 
 from __future__ import annotations
@@ -21,33 +26,11 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from audit.canonical import GENESIS, ChainFields, row_hash
+from audit.canonical import GENESIS, encode_fixed, row_hash_from_parts
 
 __all__ = ["CHAIN_LOCK", "Appended", "NewDelivery", "append_deliveries", "chain_head"]
 
-CHAIN_LOCK = 0x4C48_0001  # advisory lock key "LH" 1: the delivery chain
-
-_COLUMNS = (
-    "id",
-    "received_at",
-    "provider",
-    "endpoint",
-    "account",
-    "event_id",
-    "event_type",
-    "event_created",
-    "object_id",
-    "origin",
-    "source_address",
-    "content_type",
-    "headers",
-    "verification",
-    "duplicate_of",
-    "body",
-    "body_sha256",
-    "prev_hash",
-    "row_hash",
-)
+CHAIN_LOCK = 0x4C48_0001  # advisory lock key "LH" 1: the delivery chain (also in 0001's SQL)
 
 
 class NewDelivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,61 +68,36 @@ async def chain_head(conn: asyncpg.Connection) -> tuple[int, bytes]:
     return (0, GENESIS) if row is None else (row["id"], bytes(row["row_hash"]))
 
 
-async def append_deliveries(
-    conn: asyncpg.Connection, batch: Sequence[NewDelivery]
-) -> list[Appended]:
-    """Append ``batch`` in order, in one transaction; returns one result per item, in order."""
-    if not batch:
-        return []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
-        head_id, prev = await chain_head(conn)
-        ids = [head_id + 1 + i for i in range(len(batch))]
+_APPEND = (
+    "SELECT ok, head_id, head_hash, duplicate_of FROM audit.append_deliveries("
+    + ", ".join(f"${i}" for i in range(1, 21))
+    + ")"
+)
+# Optimistic calls before falling back to holding the lock across read and append.
+_OPTIMISTIC_TRIES = 2
 
-        # First delivery of each event wins the unique key; the rest are duplicates of it.
-        first_in_batch: dict[tuple[str, str, str], int] = {}
-        for d, i in zip(batch, ids, strict=True):
-            first_in_batch.setdefault((d.provider, d.account, d.event_id), i)
-        keys = list(first_in_batch)
-        inserted = await conn.fetch(
-            """
-            INSERT INTO audit.events (provider, account, event_id, first_delivery_id, first_received_at)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[])
-            ON CONFLICT DO NOTHING
-            RETURNING provider, account, event_id
-            """,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            [first_in_batch[k] for k in keys],
-            [batch[first_in_batch[k] - ids[0]].received_at for k in keys],
-        )
-        new_keys = {(r["provider"], r["account"], r["event_id"]) for r in inserted}
-        first: dict[tuple[str, str, str], int] = {k: first_in_batch[k] for k in new_keys}
-        old = [k for k in keys if k not in new_keys]
-        if old:
-            rows = await conn.fetch(
-                """
-                SELECT e.provider, e.account, e.event_id, e.first_delivery_id
-                FROM audit.events e
-                JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(provider, account, event_id)
-                  USING (provider, account, event_id)
-                """,
-                [k[0] for k in old],
-                [k[1] for k in old],
-                [k[2] for k in old],
-            )
-            for r in rows:
-                first[(r["provider"], r["account"], r["event_id"])] = r["first_delivery_id"]
 
-        records = []
-        results = []
-        for d, i in zip(batch, ids, strict=True):
-            first_id = first[(d.provider, d.account, d.event_id)]
-            duplicate_of = None if first_id == i else first_id
-            digest = hashlib.sha256(d.body).digest()
-            fields = ChainFields(
-                id=i,
+def _guess_duplicates(batch: Sequence[NewDelivery], head_id: int) -> list[int | None]:
+    """duplicate_of if no key of the batch was seen before: repeats point at their first row."""
+    first: dict[tuple[str, str, str], int] = {}
+    out: list[int | None] = []
+    for i, d in enumerate(batch, start=1):
+        key = (d.provider, d.account, d.event_id)
+        if key in first:
+            out.append(head_id + first[key])
+        else:
+            first[key] = i
+            out.append(None)
+    return out
+
+
+class _Batch:
+    """The position-independent part of a batch, computed once whatever the retries."""
+
+    def __init__(self, batch: Sequence[NewDelivery]) -> None:
+        self.digests = [hashlib.sha256(d.body).digest() for d in batch]
+        self.fixed = [
+            encode_fixed(
                 received_at=d.received_at,
                 provider=d.provider,
                 endpoint=d.endpoint,
@@ -153,36 +111,84 @@ async def append_deliveries(
                 content_type=d.content_type,
                 headers=d.headers,
                 verification=d.verification,
-                duplicate_of=duplicate_of,
-                body_sha256=digest,
             )
-            h = row_hash(prev, fields)
-            records.append(
-                (
-                    i,
-                    d.received_at,
-                    d.provider,
-                    d.endpoint,
-                    d.account,
-                    d.event_id,
-                    d.event_type,
-                    d.event_created,
-                    d.object_id,
-                    d.origin,
-                    d.source_address,
-                    d.content_type,
-                    d.headers,
-                    d.verification,
-                    duplicate_of,
-                    d.body,
-                    digest,
-                    prev,
-                    h,
-                )
-            )
-            results.append(Appended(id=i, duplicate_of=duplicate_of, row_hash=h))
-            prev = h
-        await conn.copy_records_to_table(
-            "deliveries", schema_name="audit", columns=_COLUMNS, records=records
+            for d in batch
+        ]
+        self.columns = [
+            [d.received_at for d in batch],
+            [d.provider for d in batch],
+            [d.endpoint for d in batch],
+            [d.account for d in batch],
+            [d.event_id for d in batch],
+            [d.event_type for d in batch],
+            [d.event_created for d in batch],
+            [d.object_id for d in batch],
+            [d.origin for d in batch],
+            [d.source_address for d in batch],
+            [d.content_type for d in batch],
+            [d.headers for d in batch],
+            [d.verification for d in batch],
+        ]
+        self.bodies = [d.body for d in batch]
+
+    async def attempt(
+        self, conn: asyncpg.Connection, head: tuple[int, bytes], dups: list[int | None]
+    ) -> tuple[list[Appended] | None, tuple[int, bytes], list[int | None]]:
+        """Hash against ``head`` and ask PostgreSQL to append; (rows, _, _) or (None, head, dups)."""
+        head_id, prev = head
+        prevs: list[bytes] = []
+        hashes: list[bytes] = []
+        for i, (fixed, digest, dup) in enumerate(
+            zip(self.fixed, self.digests, dups, strict=True), start=1
+        ):
+            prevs.append(prev)
+            prev = row_hash_from_parts(prev, head_id + i, fixed, dup, digest)
+            hashes.append(prev)
+        row = await conn.fetchrow(
+            _APPEND, head_id, head[1], *self.columns, dups, self.bodies, self.digests, prevs, hashes
         )
-    return results
+        assert row is not None
+        if row["ok"]:
+            return (
+                [
+                    Appended(id=head_id + i, duplicate_of=dup, row_hash=h)
+                    for i, (dup, h) in enumerate(zip(dups, hashes, strict=True), start=1)
+                ],
+                head,
+                dups,
+            )
+        return None, (row["head_id"], bytes(row["head_hash"])), list(row["duplicate_of"])
+
+
+async def append_deliveries(
+    conn: asyncpg.Connection,
+    batch: Sequence[NewDelivery],
+    *,
+    head: tuple[int, bytes] | None = None,
+) -> list[Appended]:
+    """Append ``batch`` in order, atomically; returns one result per item, in order.
+
+    ``head`` is the caller's guess of the chain head, (id, row_hash) of the last row: a single
+    writer passes the last row it appended and then the whole append is ONE statement, one round
+    trip and one commit (``audit.append_deliveries`` checks the guess under the chain lock). A
+    wrong or missing guess costs a retry with the actual head; if other writers keep moving it,
+    the lock is held across a read and the append, which always succeeds.
+    """
+    if not batch:
+        return []
+    prepared = _Batch(batch)
+    if head is None:
+        head = await chain_head(conn)  # unlocked read: a guess, checked under the lock
+    dups = _guess_duplicates(batch, head[0])
+    for _ in range(_OPTIMISTIC_TRIES):
+        rows, head, dups = await prepared.attempt(conn, head, dups)
+        if rows is not None:
+            return rows
+    async with conn.transaction():
+        # Holding the lock, the head the first attempt reports cannot move: the second succeeds.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        for _ in range(2):
+            rows, head, dups = await prepared.attempt(conn, head, dups)
+            if rows is not None:
+                return rows
+    raise RuntimeError("the chain head moved while the chain lock was held")

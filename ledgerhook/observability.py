@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -225,7 +224,8 @@ class RequestIdMiddleware:
             if name.lower() == REQUEST_ID_HEADER.encode():
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # 32 hex characters like uuid4().hex, at a fraction of its cost (it is per request).
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         header = (REQUEST_ID_HEADER.encode(), request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -234,6 +234,12 @@ class RequestIdMiddleware:
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
+        if not sentry_sdk.get_client().is_active():
+            # No DSN: an isolation scope would only copy Sentry's scopes for nothing (it cost
+            # ~5% of the ingest server's CPU under load).
+            with bind(request_id=request_id):
+                await self.app(scope, receive, send_with_id)
+            return
         with sentry_sdk.isolation_scope() as sentry_scope, bind(request_id=request_id):
             sentry_scope.set_tag("request_id", request_id)
             await self.app(scope, receive, send_with_id)

@@ -56,6 +56,75 @@ CREATE TABLE audit.events (
     PRIMARY KEY (provider, account, event_id)
 );
 
+-- One-statement append (audit.chain): the caller hashes the rows against the head it EXPECTS
+-- (the last row it appended itself, usually right), and this function, under the chain lock,
+-- checks that guess: the head is still (expect_id, expect_hash) and every row's duplicate_of is
+-- what audit.events says. Only then are the events and deliveries inserted, ids expect_id+1...,
+-- in the caller's statement (one round trip, one commit). Otherwise nothing is written and the
+-- actual head and duplicate_of values are returned for the caller to re-hash and try again.
+-- The chain's correctness never depends on the guess: a wrong guess only costs a retry.
+CREATE FUNCTION audit.append_deliveries(
+    expect_id bigint, expect_hash bytea,
+    p_received_at timestamptz[], p_provider text[], p_endpoint text[], p_account text[],
+    p_event_id text[], p_event_type text[], p_event_created bigint[], p_object_id text[],
+    p_origin text[], p_source_address text[], p_content_type text[], p_headers json[],
+    p_verification text[], p_duplicate_of bigint[], p_body bytea[], p_body_sha256 bytea[],
+    p_prev_hash bytea[], p_row_hash bytea[],
+    OUT ok boolean, OUT head_id bigint, OUT head_hash bytea, OUT duplicate_of bigint[])
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(1279787009);  -- audit.chain.CHAIN_LOCK
+    -- A VOLATILE function's statements each take a fresh snapshot: this sees the last commit.
+    SELECT d.id, d.row_hash INTO head_id, head_hash
+        FROM audit.deliveries d ORDER BY d.id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        head_id := 0;
+        head_hash := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    END IF;
+    -- First delivery of each key: an earlier one (audit.events), else its first row here.
+    SELECT array_agg(
+               CASE WHEN e.first_delivery_id IS NOT NULL THEN e.first_delivery_id
+                    WHEN f.first_i = k.i THEN NULL
+                    ELSE head_id + f.first_i END
+               ORDER BY k.i)
+        INTO duplicate_of
+        FROM unnest(p_provider, p_account, p_event_id) WITH ORDINALITY
+                 AS k(provider, account, event_id, i)
+        JOIN (SELECT u.provider, u.account, u.event_id, min(u.i) AS first_i
+                FROM unnest(p_provider, p_account, p_event_id) WITH ORDINALITY
+                         AS u(provider, account, event_id, i)
+               GROUP BY 1, 2, 3) f USING (provider, account, event_id)
+        LEFT JOIN audit.events e USING (provider, account, event_id);
+    ok := head_id = expect_id AND head_hash = expect_hash
+          AND p_prev_hash[1] = head_hash
+          AND duplicate_of IS NOT DISTINCT FROM p_duplicate_of;
+    IF NOT ok THEN
+        RETURN;
+    END IF;
+    INSERT INTO audit.events (provider, account, event_id, first_delivery_id, first_received_at)
+    SELECT k.provider, k.account, k.event_id, head_id + k.i, k.received_at
+        FROM unnest(p_provider, p_account, p_event_id, p_duplicate_of, p_received_at)
+                 WITH ORDINALITY AS k(provider, account, event_id, dup, received_at, i)
+        WHERE k.dup IS NULL;
+    INSERT INTO audit.deliveries (
+        id, received_at, provider, endpoint, account, event_id, event_type, event_created,
+        object_id, origin, source_address, content_type, headers, verification, duplicate_of,
+        body, body_sha256, prev_hash, row_hash)
+    SELECT head_id + r.i, r.received_at, r.provider, r.endpoint, r.account, r.event_id,
+           r.event_type, r.event_created, r.object_id, r.origin, r.source_address,
+           r.content_type, r.headers, r.verification, r.duplicate_of, r.body, r.body_sha256,
+           r.prev_hash, r.row_hash
+        FROM unnest(p_received_at, p_provider, p_endpoint, p_account, p_event_id, p_event_type,
+                    p_event_created, p_object_id, p_origin, p_source_address, p_content_type,
+                    p_headers, p_verification, p_duplicate_of, p_body, p_body_sha256,
+                    p_prev_hash, p_row_hash) WITH ORDINALITY
+                 AS r(received_at, provider, endpoint, account, event_id, event_type,
+                      event_created, object_id, origin, source_address, content_type, headers,
+                      verification, duplicate_of, body, body_sha256, prev_hash, row_hash, i);
+END $$;
+REVOKE ALL ON FUNCTION audit.append_deliveries FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.append_deliveries TO ledgerhook_app;
+
 CREATE SEQUENCE audit.rejections_id_seq;
 CREATE TABLE audit.rejections (
     id             bigint      NOT NULL DEFAULT nextval('audit.rejections_id_seq'),
