@@ -122,6 +122,10 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_jobs: int = 32
     # arq reads at most max_jobs jobs per poll, so this bounds throughput: max_jobs / poll_delay.
     poll_delay_seconds: float = 0.05
+    # Deliveries of concurrent jobs applied in one transaction (processors.batcher), and how
+    # many such transactions run at once per worker process.
+    batch_size: int = 100
+    batch_concurrency: int = 2
 
 
 class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -70,6 +70,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["pool"] = await create_pool(settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        batcher = ctx.pop("batcher", None)
+        if batcher is not None:
+            await batcher.close()
         pool = ctx.pop("pool", None)
         if pool is not None:
             await pool.close()

@@ -28,18 +28,33 @@ from processors.transitions import SubscriptionChange
 
 __all__ = [
     "TABLES",
+    "AnomalyRow",
+    "ChangeRow",
     "Delivery",
+    "HistoryRow",
+    "Outcome",
+    "StateKey",
     "event_settled",
+    "fetch_deliveries",
     "fetch_delivery",
     "insert_anomalies",
+    "insert_anomaly_rows",
+    "insert_change_rows",
     "insert_history",
+    "insert_history_rows",
     "insert_subscription_change",
     "load_state",
+    "load_states",
     "lock",
+    "lock_all",
     "processed_outcome",
     "record_outcome",
+    "record_outcomes",
     "row_columns",
     "save_state",
+    "save_states",
+    "settlement",
+    "unprocessed_after",
 ]
 
 TABLES: dict[ObjectType, str] = {
@@ -82,6 +97,55 @@ async def fetch_delivery(conn: Conn, delivery_id: int) -> Delivery | None:
     return Delivery(**{k: row[k] for k in row.keys()})  # noqa: SIM118
 
 
+async def fetch_deliveries(conn: Conn, delivery_ids: Sequence[int]) -> dict[int, Delivery]:
+    """The deliveries among ``delivery_ids`` that exist, by id (one query for a whole batch)."""
+    rows = await conn.fetch(
+        """
+        SELECT id, received_at, provider, account, event_id, event_type, event_created,
+               duplicate_of, body
+        FROM audit.deliveries WHERE id = ANY($1::bigint[])
+        """,
+        list(delivery_ids),
+    )
+    return {r["id"]: Delivery(**{k: r[k] for k in r.keys()}) for r in rows}  # noqa: SIM118
+
+
+async def unprocessed_after(
+    conn: Conn, after_id: int, limit: int, exclude: Sequence[int]
+) -> list[int]:
+    """Up to ``limit`` unprocessed delivery ids above ``after_id``, in id order."""
+    rows = await conn.fetch(
+        """
+        SELECT d.id FROM audit.deliveries d
+        WHERE d.id > $1 AND d.id <> ALL($3::bigint[])
+          AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)
+        ORDER BY d.id
+        LIMIT $2
+        """,
+        after_id,
+        limit,
+        list(exclude),
+    )
+    return [r["id"] for r in rows]
+
+
+async def lock_all(conn: Conn, keys: Sequence[str]) -> None:
+    """Advisory locks on many keys in ONE statement, taken in ascending order of their 64-bit hash.
+
+    Every caller takes its keys in this same order (events first, then objects, each class by
+    hash), so two transactions never wait on each other in a cycle. The sort happens in the
+    subquery; the outer projection takes the locks row by row in that order.
+    """
+    await conn.execute(
+        """
+        SELECT count(pg_advisory_xact_lock(h)) FROM (
+            SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h
+        ) AS s
+        """,
+        list(keys),
+    )
+
+
 async def lock(conn: Conn, key: str) -> None:
     """Transaction-scoped advisory lock on a 64-bit hash of ``key``; released at commit/rollback."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
@@ -107,6 +171,34 @@ async def event_settled(conn: Conn, provider: str, account: str, event_id: str) 
         event_id,
     )
     return value
+
+
+async def settlement(
+    conn: Conn, delivery_ids: Sequence[int], events: Sequence[tuple[str, str, str]]
+) -> tuple[dict[int, str], set[tuple[str, str, str]]]:
+    """(outcome by delivery id already processed, events already settled) in one query.
+
+    Settled means applied, stale or ignored by some delivery (see ``event_settled``).
+    """
+    rows = await conn.fetch(
+        """
+        SELECT delivery_id, outcome, provider, account, event_id, true AS own
+        FROM processors.processed WHERE delivery_id = ANY($1::bigint[])
+        UNION ALL
+        SELECT p.delivery_id, p.outcome, p.provider, p.account, p.event_id, false
+        FROM processors.processed p
+        JOIN unnest($2::text[], $3::text[], $4::text[]) AS e(provider, account, event_id)
+          ON p.provider = e.provider AND p.account = e.account AND p.event_id = e.event_id
+        WHERE p.outcome IN ('applied', 'stale', 'ignored')
+        """,
+        list(delivery_ids),
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
+    )
+    own = {r["delivery_id"]: r["outcome"] for r in rows if r["own"]}
+    settled = {(r["provider"], r["account"], r["event_id"]) for r in rows if not r["own"]}
+    return own, settled
 
 
 def row_columns(obj: StoredObject) -> dict[str, Any]:
@@ -209,6 +301,106 @@ async def save_state(
         )
 
 
+_LOAD_STATES = " UNION ALL ".join(
+    f"""SELECT '{t}' AS object_type, s.provider, s.account, s.id, s.data::text AS data, s.version,
+           s.deleted, s.last_delivery_id
+    FROM processors.{table} s
+    JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(object_type, provider, account, id)
+      ON k.object_type = '{t}' AND s.provider = k.provider AND s.account = k.account AND s.id = k.id"""
+    for t, table in TABLES.items()
+)
+
+StateKey = tuple[str, str, str, str]  # (object_type, provider, account, id)
+
+
+async def load_states(conn: Conn, keys: Sequence[StateKey]) -> dict[StateKey, StoredObject]:
+    """The stored state of many objects of any types, in one query (absent keys are left out)."""
+    rows = await conn.fetch(
+        _LOAD_STATES,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+    )
+    return {
+        (r["object_type"], r["provider"], r["account"], r["id"]): StoredObject(
+            object_type=r["object_type"],
+            provider=r["provider"],
+            account=r["account"],
+            id=r["id"],
+            version=r["version"],
+            deleted=r["deleted"],
+            body=_body_decoder.decode(r["data"]),
+            last_delivery_id=r["last_delivery_id"],
+        )
+        for r in rows
+    }
+
+
+def _upsert_sql(schema: str, object_type: ObjectType, names: Sequence[str]) -> str:
+    params = ", ".join(
+        f"${i}::jsonb" if n == "data" else f"${i}" for i, n in enumerate(names, start=1)
+    )
+    updates = ", ".join(
+        f"{n} = EXCLUDED.{n}" for n in names if n not in ("provider", "account", "id")
+    )
+    return (
+        f"INSERT INTO {schema}.{TABLES[object_type]} ({', '.join(names)}) "
+        f"VALUES ({params}) ON CONFLICT (provider, account, id) DO UPDATE SET "
+        f"{updates}, updated_at = now()"
+    )
+
+
+async def save_states(
+    conn: Conn, objs: Sequence[StoredObject], *, schema: str = "processors"
+) -> None:
+    """Insert or replace many state rows: one pipelined ``executemany`` per object type.
+
+    The statement text depends only on the type (its columns), so asyncpg prepares it once.
+    """
+    assert schema in SCHEMAS
+    groups: dict[tuple[ObjectType, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for obj in objs:
+        cols = row_columns(obj)
+        groups.setdefault((obj.object_type, tuple(cols)), []).append(tuple(cols.values()))
+    for (object_type, names), rows in groups.items():
+        await conn.executemany(_upsert_sql(schema, object_type, names), rows)
+
+
+class HistoryRow(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    account: str
+    object_type: str
+    object_id: str
+    delivery_id: int
+    event_type: str
+    version: str
+    outcome: str
+    change: dict[str, list[Any]]
+
+
+async def insert_history_rows(conn: Conn, rows: Sequence[HistoryRow]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO processors.history
+            (provider, account, object_type, object_id, delivery_id, event_type, version, outcome, change)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                             $6::text[], $7::text[], $8::text[], $9::jsonb[])
+        """,
+        [r.provider for r in rows],
+        [r.account for r in rows],
+        [r.object_type for r in rows],
+        [r.object_id for r in rows],
+        [r.delivery_id for r in rows],
+        [r.event_type for r in rows],
+        [r.version for r in rows],
+        [r.outcome for r in rows],
+        [_encoder.encode(r.change).decode() for r in rows],
+    )
+
+
 async def insert_history(
     conn: Conn,
     *,
@@ -240,6 +432,83 @@ async def insert_history(
     )
 
 
+_INSERT_ANOMALY = """
+            INSERT INTO processors.anomalies
+                (kind, provider, account, object_type, object_id, delivery_id, event_type,
+                 event_created, detail)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+            """
+_INSERT_SUBSCRIPTION_CHANGE = """
+        INSERT INTO processors.subscription_changes
+            (provider, account, subscription_id, delivery_id, event_type, kind, mrr_before,
+             mrr_after, mrr_delta, currency, version)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        """
+
+
+class AnomalyRow(msgspec.Struct, frozen=True, kw_only=True):
+    anomaly: Anomaly
+    provider: str
+    account: str
+    delivery_id: int
+    event_type: str
+    event_created: int
+
+
+async def insert_anomaly_rows(conn: Conn, rows: Sequence[AnomalyRow]) -> None:
+    if rows:
+        await conn.executemany(
+            _INSERT_ANOMALY,
+            [
+                (
+                    r.anomaly.kind,
+                    r.provider,
+                    r.account,
+                    r.anomaly.object_type,
+                    r.anomaly.object_id,
+                    r.delivery_id,
+                    r.event_type,
+                    r.event_created,
+                    _encoder.encode(r.anomaly.detail).decode(),
+                )
+                for r in rows
+            ],
+        )
+
+
+class ChangeRow(msgspec.Struct, frozen=True, kw_only=True):
+    change: SubscriptionChange
+    provider: str
+    account: str
+    subscription_id: str
+    delivery_id: int
+    event_type: str
+    version: str
+
+
+async def insert_change_rows(conn: Conn, rows: Sequence[ChangeRow]) -> None:
+    if rows:
+        await conn.executemany(
+            _INSERT_SUBSCRIPTION_CHANGE,
+            [
+                (
+                    r.provider,
+                    r.account,
+                    r.subscription_id,
+                    r.delivery_id,
+                    r.event_type,
+                    r.change.kind,
+                    r.change.mrr_before,
+                    r.change.mrr_after,
+                    r.change.mrr_delta,
+                    r.change.currency,
+                    r.version,
+                )
+                for r in rows
+            ],
+        )
+
+
 async def insert_anomalies(
     conn: Conn,
     anomalies: Sequence[Anomaly],
@@ -252,12 +521,7 @@ async def insert_anomalies(
 ) -> None:
     for a in anomalies:
         await conn.execute(
-            """
-            INSERT INTO processors.anomalies
-                (kind, provider, account, object_type, object_id, delivery_id, event_type,
-                 event_created, detail)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
-            """,
+            _INSERT_ANOMALY,
             a.kind,
             provider,
             account,
@@ -282,12 +546,7 @@ async def insert_subscription_change(
     version: str,
 ) -> None:
     await conn.execute(
-        """
-        INSERT INTO processors.subscription_changes
-            (provider, account, subscription_id, delivery_id, event_type, kind, mrr_before,
-             mrr_after, mrr_delta, currency, version)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-        """,
+        _INSERT_SUBSCRIPTION_CHANGE,
         provider,
         account,
         subscription_id,
@@ -299,6 +558,52 @@ async def insert_subscription_change(
         change.mrr_delta,
         change.currency,
         version,
+    )
+
+
+_RECORD_OUTCOME = """
+        INSERT INTO processors.processed
+            (delivery_id, provider, account, event_id, event_type, outcome, object_type, object_id,
+             change, error)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
+        ON CONFLICT (delivery_id) DO UPDATE SET
+            outcome = EXCLUDED.outcome, object_type = EXCLUDED.object_type,
+            object_id = EXCLUDED.object_id, change = EXCLUDED.change, error = EXCLUDED.error,
+            attempts = processors.processed.attempts + 1, processed_at = now()
+        WHERE processors.processed.outcome = 'dead_letter'
+        """
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    delivery: Delivery
+    outcome: str
+    object_type: str | None = None
+    object_id: str | None = None
+    change: dict[str, list[Any]] | None = None
+    error: str | None = None
+
+
+async def record_outcomes(conn: Conn, outcomes: Sequence[Outcome]) -> None:
+    """Processed rows for a batch, one pipelined ``executemany`` (same rule as ``record_outcome``)."""
+    if not outcomes:
+        return
+    await conn.executemany(
+        _RECORD_OUTCOME,
+        [
+            (
+                o.delivery.id,
+                o.delivery.provider,
+                o.delivery.account,
+                o.delivery.event_id,
+                o.delivery.event_type,
+                o.outcome,
+                o.object_type,
+                o.object_id,
+                None if o.change is None else _encoder.encode(o.change).decode(),
+                o.error,
+            )
+            for o in outcomes
+        ],
     )
 
 
@@ -317,17 +622,7 @@ async def record_outcome(
     Returns False when a row with a final outcome already exists (the delivery was processed).
     """
     status: str = await conn.execute(
-        """
-        INSERT INTO processors.processed
-            (delivery_id, provider, account, event_id, event_type, outcome, object_type, object_id,
-             change, error)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)
-        ON CONFLICT (delivery_id) DO UPDATE SET
-            outcome = EXCLUDED.outcome, object_type = EXCLUDED.object_type,
-            object_id = EXCLUDED.object_id, change = EXCLUDED.change, error = EXCLUDED.error,
-            attempts = processors.processed.attempts + 1, processed_at = now()
-        WHERE processors.processed.outcome = 'dead_letter'
-        """,
+        _RECORD_OUTCOME,
         delivery.id,
         delivery.provider,
         delivery.account,

@@ -21,12 +21,13 @@ from ledgerhook import metrics
 from ledgerhook.jobs import PROCESS_DELIVERY, job_id
 from ledgerhook.logs import bind
 from ledgerhook.settings import Settings
+from processors.batcher import Batcher
 from processors.errors import DeliveryNotFound
-from processors.service import process_delivery
 from processors.sweeper import SweepResult, scan
 
 __all__ = [
     "TRANSIENT",
+    "batcher",
     "enqueue",
     "ensure_partitions",
     "process_delivery_job",
@@ -53,18 +54,32 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def batcher(ctx: dict[str, Any]) -> Batcher:
+    """The process's :class:`Batcher` (made on first use; ``ctx`` lives as long as the worker)."""
+    b: Batcher | None = ctx.get("batcher")
+    if b is None:
+        settings: Settings | None = ctx.get("settings")
+        p = settings.processors if settings is not None else None
+        redis: ArqRedis | None = ctx.get("redis")
+        b = ctx["batcher"] = Batcher(
+            ctx["pool"],
+            max_batch=p.batch_size if p is not None else 100,
+            concurrency=p.batch_concurrency if p is not None else 2,
+            drain=(redis, settings) if redis is not None and settings is not None else None,
+        )
+    return b
+
+
 def backoff(job_try: int) -> int:
     """Seconds before retry ``job_try`` + 1: 2, 4, 8, ... capped at a minute."""
     return int(min(2 ** max(job_try, 1), 60))
 
 
 async def process_delivery_job(ctx: dict[str, Any], delivery_id: int) -> str:
-    pool: asyncpg.Pool = ctx["pool"]
     job_try: int = ctx.get("job_try", 1)
     with bind(delivery_id=delivery_id, job_try=job_try):
         try:
-            async with pool.acquire() as conn:
-                return await process_delivery(conn, delivery_id)
+            return await batcher(ctx).process(delivery_id)
         except DeliveryNotFound:
             log.error("job names a delivery that is not in the audit log")
             return "not_found"
