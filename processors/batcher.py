@@ -85,54 +85,75 @@ class Batcher:
             taken[delivery_id] = self._pending.pop(delivery_id)
         return taken
 
+    def _take_all(self) -> dict[int, list[asyncio.Future[str]]]:
+        taken, self._pending = self._pending, {}
+        return taken
+
     async def _drain(self) -> None:
         try:
             while True:
-                batch = self._take()
-                drained: list[int] = []
-                results: dict[int, str | BaseException] = {}
                 try:
+                    # One connection for as long as there is work: no pool reset per batch.
                     async with self._pool.acquire() as conn:
-                        if self._drain_to is not None and len(batch) < self._max_batch:
-                            drained = await self._top_up(conn, batch)
-                        if batch or drained:
-                            self._inflight.update(batch, drained)
-                            try:
-                                results = await process_batch(conn, [*batch, *drained])
-                            finally:
-                                self._inflight.difference_update(batch, drained)
-                    if not batch and not drained:
-                        # No await between this check and the exit (``finally`` below): an id
-                        # handed in meanwhile is never left without a task to run it.
-                        if self._pending:
-                            continue
-                        return
-                except asyncio.CancelledError:
-                    for futs in batch.values():
-                        for f in futs:
-                            f.cancel()
-                    raise
-                except Exception as exc:  # pool or connection trouble: every job sees it
-                    for futs in batch.values():
+                        while await self._one_batch(conn):
+                            pass
+                except Exception as exc:
+                    # The batch's jobs were told; the ones waiting would meet the same trouble
+                    # (PostgreSQL away): they are told too and retry with backoff, instead of
+                    # this task spinning on a pool that cannot connect.
+                    log.warning("batch connection failed", extra={"error": type(exc).__name__})
+                    for futs in self._take_all().values():
                         for f in futs:
                             if not f.done():
                                 f.set_exception(exc)
-                    if self._pending:
-                        continue
-                    return  # nothing waits: do not spin while PostgreSQL is away
-                for delivery_id, futs in batch.items():
-                    r = results[delivery_id]
-                    for f in futs:
-                        if f.done():  # the job was cancelled (timeout); the work is done anyway
-                            continue
-                        if isinstance(r, BaseException):
-                            f.set_exception(r)
-                        else:
-                            f.set_result(r)
-                if drained:
-                    await self._remove_jobs(drained, results)
+                # No await between this check and the exit (``finally`` below): an id handed in
+                # meanwhile is never left without a task to run it.
+                if not self._pending:
+                    return
         finally:
             self._running -= 1
+
+    async def _one_batch(self, conn: Conn) -> bool:
+        """Run one batch on ``conn``; False when there was nothing to do.
+
+        Connection errors reach the batch's jobs (they retry) and are raised again so that
+        :meth:`_drain` takes another connection.
+        """
+        batch = self._take()
+        drained: list[int] = []
+        try:
+            if self._drain_to is not None and len(batch) < self._max_batch:
+                drained = await self._top_up(conn, batch)
+            if not batch and not drained:
+                return False
+            self._inflight.update(batch, drained)
+            try:
+                results = await process_batch(conn, [*batch, *drained])
+            finally:
+                self._inflight.difference_update(batch, drained)
+        except asyncio.CancelledError:
+            for futs in batch.values():
+                for f in futs:
+                    f.cancel()
+            raise
+        except Exception as exc:
+            for futs in batch.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(exc)
+            raise
+        for delivery_id, futs in batch.items():
+            r = results[delivery_id]
+            for f in futs:
+                if f.done():  # the job was cancelled (timeout); the work is done anyway
+                    continue
+                if isinstance(r, BaseException):
+                    f.set_exception(r)
+                else:
+                    f.set_result(r)
+        if drained:
+            await self._remove_jobs(drained, results)
+        return True
 
     async def _top_up(self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]) -> list[int]:
         if batch:
@@ -148,6 +169,10 @@ class Batcher:
         )
         if ids:
             self._floor = max(self._floor, ids[-1])
+        if len(ids) < self._max_batch - len(batch) and batch:
+            # Everything above the floor was processed, in flight or handed in: the batch's
+            # own ids need not be read past again (the next read starts above them).
+            self._floor = max(self._floor, *batch)
         return ids
 
     async def _remove_jobs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ledgerhook.db import connect
@@ -54,7 +55,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # arq's poll loop lets a lost Redis connection end the process. Redis is only the wake-up
     # (PostgreSQL holds the work, the sweeper re-enqueues), so the worker is rebuilt with backoff
     # instead of dying with it (found by the fault-injection suite); see run_supervised.
-    return asyncio.run(run_supervised(settings, burst=args.burst))
+    # uvloop: the worker is round trips to PostgreSQL and Redis, and uvloop's transports cost a
+    # fraction of asyncio's selector loop per write (see bench/results/profile.md).
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(run_supervised(settings, burst=args.burst))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return None
+    return uvloop.new_event_loop
 
 
 async def _rerun(conn: Any, ids: list[int]) -> int:
