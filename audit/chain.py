@@ -28,7 +28,15 @@ import msgspec
 
 from audit.canonical import GENESIS, encode_fixed, row_hash_from_parts
 
-__all__ = ["CHAIN_LOCK", "Appended", "NewDelivery", "append_deliveries", "chain_head"]
+__all__ = [
+    "CHAIN_LOCK",
+    "Appended",
+    "NewDelivery",
+    "PreparedAppend",
+    "append_deliveries",
+    "append_prepared",
+    "chain_head",
+]
 
 CHAIN_LOCK = 0x4C48_0001  # advisory lock key "LH" 1: the delivery chain (also in 0001's SQL)
 
@@ -131,10 +139,10 @@ class _Batch:
         ]
         self.bodies = [d.body for d in batch]
 
-    async def attempt(
-        self, conn: asyncpg.Connection, head: tuple[int, bytes], dups: list[int | None]
-    ) -> tuple[list[Appended] | None, tuple[int, bytes], list[int | None]]:
-        """Hash against ``head`` and ask PostgreSQL to append; (rows, _, _) or (None, head, dups)."""
+    def hashed(
+        self, head: tuple[int, bytes], dups: list[int | None]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """(prev_hash, row_hash) of every row if the chain head is ``head``."""
         head_id, prev = head
         prevs: list[bytes] = []
         hashes: list[bytes] = []
@@ -144,20 +152,78 @@ class _Batch:
             prevs.append(prev)
             prev = row_hash_from_parts(prev, head_id + i, fixed, dup, digest)
             hashes.append(prev)
+        return prevs, hashes
+
+    async def attempt(
+        self,
+        conn: asyncpg.Connection,
+        head: tuple[int, bytes],
+        dups: list[int | None],
+        hashed: tuple[list[bytes], list[bytes]] | None = None,
+    ) -> tuple[list[Appended] | None, tuple[int, bytes], list[int | None]]:
+        """Ask PostgreSQL to append as if the head were ``head``; (rows, _, _) or (None, head, dups)."""
+        prevs, hashes = hashed if hashed is not None else self.hashed(head, dups)
         row = await conn.fetchrow(
-            _APPEND, head_id, head[1], *self.columns, dups, self.bodies, self.digests, prevs, hashes
+            _APPEND, head[0], head[1], *self.columns, dups, self.bodies, self.digests, prevs, hashes
         )
         assert row is not None
         if row["ok"]:
             return (
                 [
-                    Appended(id=head_id + i, duplicate_of=dup, row_hash=h)
+                    Appended(id=head[0] + i, duplicate_of=dup, row_hash=h)
                     for i, (dup, h) in enumerate(zip(dups, hashes, strict=True), start=1)
                 ],
                 head,
                 dups,
             )
         return None, (row["head_id"], bytes(row["head_hash"])), list(row["duplicate_of"])
+
+
+class PreparedAppend:
+    """A batch hashed against an expected head, before anything is sent.
+
+    :attr:`head_after` is what the chain head will be once it lands as expected, so a writer can
+    prepare its NEXT batch against it and send that while this one is still committing
+    (pipelined group commits): the next statement waits for the chain lock, then finds the head
+    it expected. If this batch fails or lands elsewhere, the next one's guess is simply wrong
+    and it is re-hashed against the actual head (:func:`append_prepared`).
+    """
+
+    def __init__(self, batch: Sequence[NewDelivery], head: tuple[int, bytes]) -> None:
+        if not batch:
+            raise ValueError("nothing to append")
+        self._batch = _Batch(batch)
+        self._head = head
+        self._dups = _guess_duplicates(batch, head[0])
+        self._hashed = self._batch.hashed(head, self._dups)
+        self.head_after: tuple[int, bytes] = (head[0] + len(batch), self._hashed[1][-1])
+
+
+async def append_prepared(conn: asyncpg.Connection, prepared: PreparedAppend) -> list[Appended]:
+    """Send ``prepared``; on a wrong guess, retry as :func:`append_deliveries` does."""
+    rows, head, dups = await prepared._batch.attempt(
+        conn, prepared._head, prepared._dups, prepared._hashed
+    )
+    if rows is not None:
+        return rows
+    return await _retry(conn, prepared._batch, head, dups)
+
+
+async def _retry(
+    conn: asyncpg.Connection, batch: _Batch, head: tuple[int, bytes], dups: list[int | None]
+) -> list[Appended]:
+    for _ in range(_OPTIMISTIC_TRIES):
+        rows, head, dups = await batch.attempt(conn, head, dups)
+        if rows is not None:
+            return rows
+    async with conn.transaction():
+        # Holding the lock, the head the first attempt reports cannot move: the second succeeds.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        for _ in range(2):
+            rows, head, dups = await batch.attempt(conn, head, dups)
+            if rows is not None:
+                return rows
+    raise RuntimeError("the chain head moved while the chain lock was held")
 
 
 async def append_deliveries(
@@ -176,19 +242,6 @@ async def append_deliveries(
     """
     if not batch:
         return []
-    prepared = _Batch(batch)
     if head is None:
         head = await chain_head(conn)  # unlocked read: a guess, checked under the lock
-    dups = _guess_duplicates(batch, head[0])
-    for _ in range(_OPTIMISTIC_TRIES):
-        rows, head, dups = await prepared.attempt(conn, head, dups)
-        if rows is not None:
-            return rows
-    async with conn.transaction():
-        # Holding the lock, the head the first attempt reports cannot move: the second succeeds.
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
-        for _ in range(2):
-            rows, head, dups = await prepared.attempt(conn, head, dups)
-            if rows is not None:
-                return rows
-    raise RuntimeError("the chain head moved while the chain lock was held")
+    return await append_prepared(conn, PreparedAppend(batch, head))

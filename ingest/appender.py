@@ -6,6 +6,13 @@ future with its row. While one batch commits, the next one accumulates, so under
 transaction (and its fsync, and its turn on the chain lock) is shared by many requests; with one
 request in flight a delivery waits for exactly one short transaction.
 
+Each batch is ONE statement (:func:`audit.chain.append_prepared`), hashed against the head the
+batches before it will leave. Up to ``pipeline`` batches are in flight at once, each on its own
+connection: the next one is already in PostgreSQL, queued on the chain lock, when the previous
+commits, instead of waiting for its answer to reach this busy event loop before being sent. A
+guess that turns out wrong (a batch before it failed, another process appended) costs a retry
+against the actual head, never a wrong chain.
+
 Failure rules, all answered 503 so the provider retries:
 - more than ``max_pending`` deliveries waiting or committing in this process -> :class:`Overloaded`
   at once, without queueing (back-pressure instead of an unbounded queue);
@@ -27,7 +34,13 @@ from typing import cast
 
 import asyncpg
 
-from audit.chain import Appended, NewDelivery, append_deliveries
+from audit.chain import (
+    Appended,
+    NewDelivery,
+    PreparedAppend,
+    append_deliveries,
+    append_prepared,
+)
 from ingest.errors import CommitFailed, CommitTimeout, Overloaded
 from ledgerhook import metrics
 
@@ -56,6 +69,7 @@ class Appender:
         max_pending: int,
         commit_timeout: float,
         on_commit: Callable[[Sequence[Appended]], None] | None = None,
+        pipeline: int = 1,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
@@ -67,8 +81,11 @@ class Appender:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        # (id, row_hash) of the last row this process appended: the chain head as far as we
-        # know, so a commit is one statement (audit.chain.append_deliveries checks the guess).
+        self._max_inflight = max(1, pipeline)
+        self._inflight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        # (id, row_hash) the chain head will have once the batches sent so far have landed, or
+        # None when unknown (start, failure): then a batch is sent alone and reads the head.
         self._head: tuple[int, bytes] | None = None
 
     @property
@@ -116,42 +133,71 @@ class Appender:
 
     async def _run(self) -> None:
         while True:
-            if not self._queue:
-                if self._closing:
+            blocked = self._inflight >= self._max_inflight or (
+                self._head is None and self._inflight > 0
+            )
+            if not self._queue or blocked:
+                if self._closing and not self._queue and not self._inflight:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             n = min(len(self._queue), self._max_batch)
             batch = [self._queue.popleft() for _ in range(n)]
-            self._committing = n
-            try:
-                await self._commit(batch)
-            finally:
-                self._committing = 0
+            prepared: PreparedAppend | None = None
+            if self._head is not None:
+                # Hashed against the head the batches in flight will leave: sent at once, it
+                # waits in PostgreSQL for the chain lock instead of here for their answers.
+                prepared = PreparedAppend([d for d, _ in batch], self._head)
+                self._head = prepared.head_after
+            self._inflight += 1
+            self._committing += n
+            task = asyncio.create_task(self._commit(batch, prepared))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _commit(self, batch: list[tuple[NewDelivery, asyncio.Future[Appended]]]) -> None:
+    async def _commit(
+        self,
+        batch: list[tuple[NewDelivery, asyncio.Future[Appended]]],
+        prepared: PreparedAppend | None,
+    ) -> None:
         try:
-            async with self._pool.acquire(timeout=self._commit_timeout) as conn:
-                results = await append_deliveries(
-                    cast(asyncpg.Connection, conn), [d for d, _ in batch], head=self._head
-                )
-        except Exception as exc:
-            self._head = None
-            log.error(
-                "group commit of %d deliveries failed: %s: %s", len(batch), type(exc).__name__, exc
-            )
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(CommitFailed("the audit log is unavailable"))
-            return
-        self._head = (results[-1].id, results[-1].row_hash)
-        metrics.commit_batch_size.observe(len(batch))
-        for (_, fut), row in zip(batch, results, strict=True):
-            if not fut.done():
-                fut.set_result(row)
-        if self._on_commit is not None:
             try:
-                self._on_commit(results)
-            except Exception:
-                log.exception("post-commit hook failed")
+                async with self._pool.acquire(timeout=self._commit_timeout) as conn:
+                    c = cast(asyncpg.Connection, conn)
+                    if prepared is None:
+                        results = await append_deliveries(c, [d for d, _ in batch])
+                    else:
+                        results = await append_prepared(c, prepared)
+            except Exception as exc:
+                self._head = None  # re-read under the lock by the next batch sent alone
+                log.error(
+                    "group commit of %d deliveries failed: %s: %s",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(CommitFailed("the audit log is unavailable"))
+                return
+            last = (results[-1].id, results[-1].row_hash)
+            if prepared is None:
+                self._head = last
+            elif last != prepared.head_after:
+                # Landed elsewhere than expected (another writer, or a batch before it failed):
+                # what is in flight was hashed for a head that is gone; start again from PostgreSQL.
+                self._head = None
+            metrics.commit_batch_size.observe(len(batch))
+            for (_, fut), row in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(row)
+            if self._on_commit is not None:
+                try:
+                    self._on_commit(results)
+                except Exception:
+                    log.exception("post-commit hook failed")
+        finally:
+            self._inflight -= 1
+            self._committing -= len(batch)
+            self._wake.set()

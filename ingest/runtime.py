@@ -42,6 +42,7 @@ class IngestRuntime:
             max_pending=settings.ingest.max_pending,
             commit_timeout=settings.ingest.commit_timeout_seconds,
             on_commit=self.waker.wake,
+            pipeline=settings.ingest.commit_pipeline,
         )
         self.rejections = RejectionLog(pool, settings.ingest)
 

@@ -99,6 +99,8 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
     # Group commit: one transaction appends up to this many concurrent deliveries.
     max_batch: int = 256
+    # Group commits in flight at once per process (pipelined on the chain lock; see ingest.appender).
+    commit_pipeline: int = 2
     # More deliveries than this waiting for a commit in one process: answer 503 at once.
     max_pending: int = 4096
     # A delivery not committed within this many seconds is answered 503 (it may still land).
