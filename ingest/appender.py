@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 
@@ -84,6 +84,7 @@ class Appender:
         self._max_inflight = max(1, pipeline)
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: list[Any] = []  # pool connections kept between batches (one per slot)
         # (id, row_hash) the chain head will have once the batches sent so far have landed, or
         # None when unknown (start, failure): then a batch is sent alone and reads the head.
         self._head: tuple[int, bytes] | None = None
@@ -94,6 +95,19 @@ class Appender:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ingest-appender")
+
+    async def _connection(self) -> Any:
+        """A connection kept by the writer between batches: going back to the pool costs a
+        round trip (asyncpg resets the session on release) per commit."""
+        if self._idle:
+            return self._idle.pop()
+        return await self._pool.acquire(timeout=self._commit_timeout)
+
+    async def _release(self, conn: Any) -> None:
+        try:
+            await self._pool.release(conn, timeout=self._commit_timeout)
+        except Exception as exc:  # a broken connection is closed by the pool anyway
+            log.warning("could not release a connection: %s", type(exc).__name__)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Commit what is queued, then end the writer (requests arriving now get 503)."""
@@ -108,6 +122,8 @@ class Appender:
             if not fut.done():
                 fut.set_exception(CommitFailed("server is shutting down"))
         self._queue.clear()
+        while self._idle:
+            await self._release(self._idle.pop())
 
     async def append(self, delivery: NewDelivery) -> Appended:
         """The committed row of ``delivery``; raises :class:`ingest.errors.Unavailable`."""
@@ -162,14 +178,18 @@ class Appender:
         prepared: PreparedAppend | None,
     ) -> None:
         try:
+            conn: Any = None
             try:
-                async with self._pool.acquire(timeout=self._commit_timeout) as conn:
-                    c = cast(asyncpg.Connection, conn)
-                    if prepared is None:
-                        results = await append_deliveries(c, [d for d, _ in batch])
-                    else:
-                        results = await append_prepared(c, prepared)
+                conn = await self._connection()
+                c = cast(asyncpg.Connection, conn)
+                if prepared is None:
+                    results = await append_deliveries(c, [d for d, _ in batch])
+                else:
+                    results = await append_prepared(c, prepared)
+                self._idle.append(conn)
             except Exception as exc:
+                if conn is not None:
+                    await self._release(conn)
                 self._head = None  # re-read under the lock by the next batch sent alone
                 log.error(
                     "group commit of %d deliveries failed: %s: %s",

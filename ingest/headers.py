@@ -8,6 +8,7 @@ by ``"[redacted]"`` before anything is stored, logged or recorded as a rejection
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import msgspec
@@ -37,12 +38,17 @@ def is_credential(name: str) -> bool:
     return lower in _CREDENTIAL_NAMES or any(part in lower for part in _CREDENTIAL_PARTS)
 
 
+# The same dozen header names arrive on every request; their verdict is cached (bounded: names
+# are client input).
+_credential_name = functools.lru_cache(maxsize=1024)(is_credential)
+
+
 def headers_json(raw: Iterable[tuple[bytes, bytes]]) -> str:
     """The JSON text stored in ``headers`` (ASGI headers are bytes; latin-1 maps them 1:1)."""
     pairs = []
     for name, value in raw:
         n = name.decode("latin-1")
-        pairs.append((n, REDACTED if is_credential(n) else value.decode("latin-1")))
+        pairs.append((n, REDACTED if _credential_name(n) else value.decode("latin-1")))
     return _encoder.encode(pairs).decode()
 
 

@@ -34,6 +34,20 @@ __all__ = ["webhook_routes"]
 _encoder = msgspec.json.Encoder()
 
 
+_counters: dict[tuple[str, str, str], Any] = {}
+
+
+def _received(provider: str, endpoint: str, outcome: str) -> Any:
+    """The labelled counter child, cached: ``labels()`` costs a lock and a tuple per call.
+
+    Only configured endpoints reach here, so the cache is bounded by the settings."""
+    key = (provider, endpoint, outcome)
+    child = _counters.get(key)
+    if child is None:
+        child = _counters[key] = metrics.deliveries_received.labels(provider, endpoint, outcome)
+    return child
+
+
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     delivery_id: int
     duplicate: bool
@@ -91,10 +105,10 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
     try:
         row = await runtime.appender.append(delivery)
     except Unavailable:
-        metrics.deliveries_received.labels(provider, endpoint.name, "unavailable").inc()
+        _received(provider, endpoint.name, "unavailable").inc()
         raise
     outcome = "duplicate" if row.duplicate else "stored"
-    metrics.deliveries_received.labels(provider, endpoint.name, outcome).inc()
+    _received(provider, endpoint.name, outcome).inc()
     return Response(
         _encoder.encode(Accepted(delivery_id=row.id, duplicate=row.duplicate)),
         status_code=200,
