@@ -128,6 +128,8 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     # many such transactions run at once per worker process.
     batch_size: int = 100
     batch_concurrency: int = 2
+    # Jobs arq reads per poll (its default is max_jobs); see ledgerhook.worker.
+    queue_read_limit: int = 8
 
 
 class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -90,6 +90,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_tries": p.max_tries,
         "max_jobs": p.max_jobs,
         "poll_delay": p.poll_delay_seconds,
+        # Jobs are mostly wake-ups: the batcher drains pending deliveries from PostgreSQL and
+        # removes their jobs (processors.batcher). arq starts each job it reads with four Redis
+        # round trips one after the other, so reading few per poll keeps it off the hot path.
+        "queue_read_limit": p.queue_read_limit,
         # Results are not needed (the outcome is in PostgreSQL), and a kept result would make
         # the sweeper's re-enqueue under the same job id a no-op for an hour.
         "keep_result": 0,

@@ -59,7 +59,7 @@ class Batcher:
         # arq's Redis and the settings naming the queue and job ids: where drained deliveries'
         # jobs are removed from.
         self._drain_to = drain
-        # Drain reads above this id; ids below are left to their own jobs (and the sweeper).
+        # Drain reads above this id: the lowest job id seen, raised past what was read.
         self._floor: int | None = None
         self._inflight: set[int] = set()
         self._max_batch = max(max_batch, 1)
@@ -157,8 +157,10 @@ class Batcher:
 
     async def _top_up(self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]) -> list[int]:
         if batch:
+            # A job below the floor (a retry, the sweeper re-enqueuing an old backlog) moves it
+            # down: the backlog behind it is then drained at batch speed, not job by job.
             low = min(batch) - 1
-            self._floor = low if self._floor is None else max(self._floor, low)
+            self._floor = low if self._floor is None else min(self._floor, low)
         if self._floor is None:
             return []
         ids = await repo.unprocessed_after(
