@@ -164,7 +164,14 @@ class Appender:
             if self._head is not None:
                 # Hashed against the head the batches in flight will leave: sent at once, it
                 # waits in PostgreSQL for the chain lock instead of here for their answers.
-                prepared = PreparedAppend([d for d, _ in batch], self._head)
+                try:
+                    prepared = PreparedAppend([d for d, _ in batch], self._head)
+                except Exception:  # never let one bad batch end the writer
+                    log.exception("could not prepare a group commit of %d deliveries", n)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(CommitFailed("the delivery could not be stored"))
+                    continue
                 self._head = prepared.head_after
             self._inflight += 1
             self._committing += n
