@@ -4,6 +4,8 @@
     ├── Rejected                 the request is refused for good: recorded in audit.rejections
     │   ├── UnknownEndpoint          no such provider or endpoint (HTTP 404)
     │   ├── BodyTooLarge             over ``ingest.max_body_bytes`` (HTTP 413)
+    │   ├── HeadersTooLarge          over ``ingest.max_header_bytes`` or ``max_headers`` (HTTP 431)
+    │   ├── BodyTimeout              the body did not arrive within ``body_timeout_seconds`` (HTTP 408)
     │   ├── InvalidEnvelope          not a JSON object with the provider's envelope fields (HTTP 400)
     │   └── VerificationError        the delivery cannot be shown to come from the provider
     │       ├── SignatureError           Stripe: missing/malformed header, no matching v1,
@@ -27,11 +29,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BodyTimeout",
     "BodyTooLarge",
     "ClientGone",
     "CommitFailed",
     "CommitTimeout",
     "CredentialsError",
+    "HeadersTooLarge",
     "IngestError",
     "InvalidEnvelope",
     "Overloaded",
@@ -67,6 +71,21 @@ class BodyTooLarge(Rejected):
     """``partial`` is what was read before giving up; ``size`` the bytes seen or announced."""
 
     reason = "body_too_large"
+
+    def __init__(self, message: str, *, partial: bytes = b"", size: int = 0) -> None:
+        super().__init__(None, message)
+        self.partial = partial
+        self.size = size
+
+
+class HeadersTooLarge(Rejected):
+    reason = "headers_too_large"
+
+
+class BodyTimeout(Rejected):
+    """A client trickling its body is cut off instead of holding a connection and a task."""
+
+    reason = "body_timeout"
 
     def __init__(self, message: str, *, partial: bytes = b"", size: int = 0) -> None:
         super().__init__(None, message)

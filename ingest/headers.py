@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-__all__ = ["REDACTED", "header_map", "headers_json", "is_credential"]
+__all__ = ["REDACTED", "bounded_headers", "header_map", "headers_json", "is_credential"]
 
 REDACTED = "[redacted]"
 _CREDENTIAL_NAMES = frozenset(
@@ -50,6 +50,24 @@ def headers_json(raw: Iterable[tuple[bytes, bytes]]) -> str:
         n = name.decode("latin-1")
         pairs.append((n, REDACTED if _credential_name(n) else value.decode("latin-1")))
     return _encoder.encode(pairs).decode()
+
+
+def bounded_headers(raw: list[tuple[bytes, bytes]], max_bytes: int) -> list[tuple[bytes, bytes]]:
+    """The first headers of an oversized set, values cut, within ``max_bytes`` in all, plus one
+    marker saying how much was dropped: what a rejection record keeps of a header flood."""
+    out: list[tuple[bytes, bytes]] = []
+    budget = max_bytes
+    for name, value in raw:
+        cost = len(name) + min(len(value), 256)
+        if cost > budget:
+            break
+        out.append((name[:256], value[:256]))
+        budget -= cost
+    dropped = sum(len(n) + len(v) for n, v in raw) - sum(len(n) + len(v) for n, v in out)
+    out.append(
+        (b"x-ledgerhook-truncated", f"{len(raw) - len(out) + 1} headers, {dropped} bytes".encode())
+    )
+    return out
 
 
 def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

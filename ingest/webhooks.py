@@ -21,9 +21,16 @@ import msgspec
 from litestar import Request, Response, post
 
 from audit.chain import NewDelivery
-from ingest.body import declared_length, read_body
-from ingest.errors import BodyTooLarge, Rejected, Unavailable, UnknownEndpoint
-from ingest.headers import header_map, headers_json
+from ingest.body import check_headers, declared_length, read_body
+from ingest.errors import (
+    BodyTimeout,
+    BodyTooLarge,
+    HeadersTooLarge,
+    Rejected,
+    Unavailable,
+    UnknownEndpoint,
+)
+from ingest.headers import bounded_headers, header_map, headers_json
 from ingest.providers import VERIFIERS
 from ingest.rejection_log import RejectionContext
 from ingest.runtime import IngestRuntime
@@ -63,18 +70,25 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
     endpoint = runtime.endpoints.get((provider, name))
     body = b""
     size = 0
+    limits = runtime.settings.ingest
     try:
+        check_headers(raw_headers, limits.max_header_bytes, limits.max_headers)
         if endpoint is None:
             raise UnknownEndpoint(message=f"no webhook endpoint {provider}/{name}")
         body = await read_body(
-            request.receive, runtime.settings.ingest.max_body_bytes, declared_length(raw_headers)
+            request.receive,
+            limits.max_body_bytes,
+            declared_length(raw_headers),
+            limits.body_timeout_seconds,
         )
         size = len(body)
         headers = header_map(raw_headers)
         verified = VERIFIERS[provider](headers, body, time.time(), endpoint)
     except Rejected as exc:
-        if isinstance(exc, BodyTooLarge):
+        if isinstance(exc, BodyTooLarge | BodyTimeout):
             body, size = exc.partial, exc.size
+        if isinstance(exc, HeadersTooLarge):  # keep the record bounded too
+            raw_headers = bounded_headers(raw_headers, limits.max_header_bytes)
         exc.context = RejectionContext(
             received_at=received_at,
             provider=provider,

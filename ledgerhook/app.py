@@ -38,8 +38,10 @@ from audit.errors import (
     Unauthenticated,
 )
 from ingest.errors import (
+    BodyTimeout,
     BodyTooLarge,
     CredentialsError,
+    HeadersTooLarge,
     IngestError,
     Rejected,
     Unavailable,
@@ -104,6 +106,11 @@ def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response
         status = 404
     elif isinstance(exc, BodyTooLarge):
         status = 413
+    elif isinstance(exc, HeadersTooLarge):
+        status = 431
+    elif isinstance(exc, BodyTimeout):
+        status = 408
+        headers["Connection"] = "close"
     elif isinstance(exc, CredentialsError):
         status = 401
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE

@@ -97,6 +97,11 @@ class EndpointSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1024 * 1024
+    # Request headers beyond these bounds are refused with 431 (uvicorn's httptools has no limit).
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    # A body not fully received by then is refused with 408 (slow-body clients).
+    body_timeout_seconds: float = 10.0
     # Group commit: one transaction appends up to this many concurrent deliveries.
     max_batch: int = 256
     # Group commits in flight at once per process (pipelined on the chain lock; see ingest.appender).
