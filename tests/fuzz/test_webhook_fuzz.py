@@ -1,7 +1,7 @@
 """Hypothesis against the webhook endpoints: arbitrary headers and bodies, real PostgreSQL/Redis.
 
 Whatever arrives, the answer is one of the documented codes (200 stored, 400 bad envelope or
-Stripe signature, 401 bad Chargebee credentials, 404 unknown endpoint, 413 too large, 503
+Stripe signature, 401 bad Chargebee credentials, 404 unknown endpoint, 413 too large, 431 header flood, 408 slow body, 503
 overloaded), never a 5xx otherwise, with a JSON reason on refusal; a refused request leaves no
 delivery row (only its rejection record); an accepted one is stored byte for byte.
 
@@ -35,7 +35,7 @@ from tests.conftest import CHARGEBEE_AUTH, STRIPE_SECRET, fixture_bytes, stripe_
 from tests.faults.stream import stripe_signature
 
 EXAMPLES = int(os.environ.get("LEDGERHOOK_FUZZ_EXAMPLES", "500"))
-DOCUMENTED = {200, 400, 401, 404, 413, 503}
+DOCUMENTED = {200, 400, 401, 404, 408, 413, 431, 503}
 MAX_BODY = 64 * 1024
 
 Client = AsyncTestClient[Litestar]
