@@ -26,7 +26,7 @@ from alerts.sweep import cron_jobs as alerts_cron_jobs
 from ledgerhook.db import create_pool
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
-from processors.worker import ensure_partitions, process_delivery_job, sweep
+from processors.worker import batcher, ensure_partitions, process_delivery_job, sweep
 
 __all__ = ["create_worker", "cron_jobs", "every", "run_supervised", "worker_settings"]
 
@@ -68,6 +68,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["settings"] = settings
         ctx["in_progress_timeout_s"] = in_progress_timeout_s
         ctx["pool"] = await create_pool(settings)
+        # arq hands each job a shallow copy of ctx: the batcher must exist before the first job,
+        # or every job would make its own (and batches would not be shared).
+        batcher(ctx)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         batcher = ctx.pop("batcher", None)

@@ -55,7 +55,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 def batcher(ctx: dict[str, Any]) -> Batcher:
-    """The process's :class:`Batcher` (made on first use; ``ctx`` lives as long as the worker)."""
+    """The process's :class:`Batcher`, kept in ``ctx``.
+
+    The worker makes it in ``on_startup``: arq gives every job a *copy* of its ctx, so one made
+    in a job would be that job's alone. Made on first use when called without one (tests).
+    """
     b: Batcher | None = ctx.get("batcher")
     if b is None:
         settings: Settings | None = ctx.get("settings")

@@ -295,3 +295,22 @@ async def test_job_outcome_when_drained_by_another_process_first(pool: asyncpg.P
     b = Batcher(pool)
     assert await b.process(d.id) == "applied"  # found processed: the first outcome, no new rows
     await b.close()
+
+
+async def test_jobs_share_the_batcher_made_at_worker_start_up(settings: Settings) -> None:
+    from ledgerhook.worker import worker_settings
+    from processors.worker import batcher
+
+    s = own_queue(settings)
+    options = worker_settings(s)
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    ctx: dict[str, Any] = {"redis": redis}
+    await options["on_startup"](ctx)
+    try:
+        made = ctx["batcher"]
+        # arq runs each job with {**worker_ctx, "job_id": ..., "job_try": ...}.
+        assert batcher({**ctx, "job_try": 1}) is made
+        assert batcher({**ctx, "job_try": 2}) is made
+    finally:
+        await options["on_shutdown"](ctx)
+        await redis.aclose()
