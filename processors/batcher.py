@@ -33,9 +33,12 @@ from audit.dbtypes import Conn
 from ledgerhook.jobs import job_id
 from ledgerhook.settings import Settings
 from processors import repository as repo
+from processors.errors import DeliveryNotFound
 from processors.service import process_batch
 
 __all__ = ["Batcher"]
+
+Results = dict[int, str | BaseException]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,8 @@ class Batcher:
         # arq's Redis and the settings naming the queue and job ids: where drained deliveries'
         # jobs are removed from.
         self._drain_to = drain
-        # Drain reads above this id: the lowest job id seen, raised past what was read.
+        # Drain reads above this id: the sweeper's watermark at first, then lowered to any job
+        # below it and raised past what was read (see _top_up, _raise_floor).
         self._floor: int | None = None
         self._inflight: set[int] = set()
         self._max_batch = max(max_batch, 1)
@@ -121,8 +125,9 @@ class Batcher:
         """
         batch = self._take()
         drained: list[int] = []
+        room = self._max_batch - len(batch)
         try:
-            if self._drain_to is not None and len(batch) < self._max_batch:
+            if self._drain_to is not None and room > 0:
                 drained = await self._top_up(conn, batch)
             if not batch and not drained:
                 return False
@@ -151,18 +156,21 @@ class Batcher:
                     f.set_exception(r)
                 else:
                     f.set_result(r)
+        if self._drain_to is not None and room > 0:
+            self._raise_floor(list(batch), room, drained, results)
         if drained:
             await self._remove_jobs(drained, results)
         return True
 
     async def _top_up(self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]) -> list[int]:
+        if self._floor is None:
+            # Start from PostgreSQL, not from the first job: a queue can hold jobs for ids far
+            # ahead (or for another database), and the floor only moves down with jobs.
+            self._floor = await repo.sweep_watermark(conn)
         if batch:
             # A job below the floor (a retry, the sweeper re-enqueuing an old backlog) moves it
             # down: the backlog behind it is then drained at batch speed, not job by job.
-            low = min(batch) - 1
-            self._floor = low if self._floor is None else min(self._floor, low)
-        if self._floor is None:
-            return []
+            self._floor = min(self._floor, min(batch) - 1)
         ids = await repo.unprocessed_after(
             conn,
             self._floor,
@@ -171,11 +179,23 @@ class Batcher:
         )
         if ids:
             self._floor = max(self._floor, ids[-1])
-        if len(ids) < self._max_batch - len(batch) and batch:
-            # Everything above the floor was processed, in flight or handed in: the batch's
-            # own ids need not be read past again (the next read starts above them).
-            self._floor = max(self._floor, *batch)
         return ids
+
+    def _raise_floor(
+        self, batch: list[int], room: int, drained: list[int], results: Results
+    ) -> None:
+        """After a read that found less than it had room for, move the floor past the batch.
+
+        The jobs' deliveries were committed before their jobs were enqueued, and ids commit in
+        order, so everything below the highest of them was visible to that read and was
+        returned, in flight, handed in or processed. Only ids found in the log count (a stale
+        job may name an id this database does not have yet).
+        """
+        if self._floor is None or len(drained) >= room:
+            return
+        found = [i for i in batch if not isinstance(results.get(i), DeliveryNotFound)]
+        if found:
+            self._floor = max(self._floor, *found)
 
     async def _remove_jobs(
         self, drained: list[int], results: dict[int, str | BaseException]

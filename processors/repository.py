@@ -55,6 +55,7 @@ __all__ = [
     "save_state",
     "save_states",
     "settlement",
+    "sweep_watermark",
     "unprocessed_after",
 ]
 
@@ -109,6 +110,12 @@ async def fetch_deliveries(conn: Conn, delivery_ids: Sequence[int]) -> dict[int,
         list(delivery_ids),
     )
     return {r["id"]: Delivery(**{k: r[k] for k in r.keys()}) for r in rows}  # noqa: SIM118
+
+
+async def sweep_watermark(conn: Conn) -> int:
+    """The sweeper's watermark: every delivery at or below it had been processed when it ran."""
+    value: int = await conn.fetchval("SELECT upto FROM processors.sweep_watermark")
+    return value
 
 
 # How far above its floor one drain read looks (see :func:`unprocessed_after`).
