@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -58,9 +59,16 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     ]
 
 
+def _own_names(crons: list[CronJob], queue_name: str) -> list[CronJob]:
+    """Prefix cron names with the queue: arq names a unique cron's job ``{name}:{time}``, without
+    the queue, so two installations (or test runs) sharing one Redis would otherwise take each
+    other's run for their own and skip it."""
+    return [dataclasses.replace(c, name=f"{queue_name}:{c.name}") for c in crons]
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     p = settings.processors
-    crons = cron_jobs(settings)
+    crons = _own_names(cron_jobs(settings), p.queue_name)
     # How long arq keeps a started job marked in progress (see processors.worker.rescue_stalled).
     in_progress_timeout_s = max([p.job_timeout_seconds, *(c.timeout_s or 0 for c in crons)]) + 10
 

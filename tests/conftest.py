@@ -95,6 +95,22 @@ async def _admin() -> asyncpg.Connection:
     return await asyncpg.connect(f"{PG_BASE}/postgres")
 
 
+@pytest_asyncio.fixture(scope="session", autouse=True)
+async def _forget_redis_keys() -> AsyncIterator[None]:
+    """Delete what this run left in the shared Redis (queues and arq job keys named after RUN_ID):
+    the shared server is left as it was found."""
+    yield
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*lh-test-{RUN_ID}*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def template_db() -> AsyncIterator[str]:
     name = f"lht_{RUN_ID}_tmpl"

@@ -20,7 +20,7 @@ from ledgerhook import metrics
 from ledgerhook.jobs import deserialize, serialize
 from ledgerhook.settings import Settings
 from processors.worker import enqueue, run_sweep
-from tests.conftest import CHECKPOINT_KEY, REDIS_URL
+from tests.conftest import CHECKPOINT_KEY, REDIS_URL, RUN_ID
 from tests.integration.processors_helpers import (
     append,
     new_delivery,
@@ -141,7 +141,7 @@ async def test_worker_killed_mid_batch_then_restart_processes_everything_once(
 ) -> None:
     env = _worker_env(
         fresh_settings,
-        queue_name=uid("lh-kill-"),
+        queue_name=uid(f"lh-test-{RUN_ID}-kill-"),
         job_timeout_seconds=1,
         sweep_after_seconds=0,
         sweep_interval_seconds=1,

@@ -137,5 +137,5 @@ def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     ]
     sweep_job = cron_jobs(plain)[0]
     assert sweep_job.minute == {0, *range(1, 60)} and sweep_job.second == {0}  # every 60 s
-    names = [j.name for j in worker_settings(with_keys)["cron_jobs"]]
+    names = [j.name.split(":", 1)[1] for j in worker_settings(with_keys)["cron_jobs"]]
     assert {"alerts_sweep", "alerts_integrity", "alerts_reconcile"} <= set(names)

@@ -21,7 +21,8 @@ def test_worker_settings_follow_the_shared_contract() -> None:
     assert ws["job_deserializer"] is deserialize
     assert (ws["max_jobs"], ws["job_timeout"], ws["keep_result"]) == (7, 9, 0)
     names = {c.name for c in ws["cron_jobs"]}
-    assert {"processors.sweep", "audit.ensure_partitions"} <= names
+    # Cron names carry the queue: installations sharing one Redis never skip each other's runs.
+    assert {"q1:processors.sweep", "q1:audit.ensure_partitions"} <= names
 
 
 @pytest.mark.parametrize(
