@@ -214,7 +214,14 @@ async def test_sweeper_frees_a_job_a_dead_worker_left_in_progress(
 
     s = own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=5)
     (d,) = await append(
-        pool, [new_delivery("stripe", stripe_event("customer_updated.json"), age_seconds=5)]
+        pool,
+        [
+            new_delivery(
+                "stripe",
+                stripe_event("customer_updated.json", object_id=uid("cus_")),
+                age_seconds=5,
+            )
+        ],
     )
     assert await enqueue(redis, s, [d.id]) == []
     key = in_progress_key_prefix + job_id(s, d.id)
@@ -242,7 +249,14 @@ async def test_sweeper_leaves_a_running_job_alone(
 
     s = own_queue(settings, sweep_after_seconds=0.0, job_timeout_seconds=60)
     (d,) = await append(
-        pool, [new_delivery("stripe", stripe_event("customer_updated.json"), age_seconds=5)]
+        pool,
+        [
+            new_delivery(
+                "stripe",
+                stripe_event("customer_updated.json", object_id=uid("cus_")),
+                age_seconds=5,
+            )
+        ],
     )
     assert await enqueue(redis, s, [d.id]) == []
     key = in_progress_key_prefix + job_id(s, d.id)
