@@ -31,7 +31,6 @@ from ingest.providers.base import (
     VerifiedDelivery,
     check_utf8,
     envelope_error,
-    fingerprint,
 )
 from ledgerhook.settings import EndpointSettings
 
@@ -129,17 +128,18 @@ def _credentials(header: str | None) -> tuple[bytes, bytes]:
 
 def _check_credentials(header: str | None, endpoint: EndpointSettings) -> str:
     user, password = _credentials(header)
-    matched: str | None = None
-    for pair in endpoint.basic_auth:
-        value = pair.reveal()
-        want_user, _, want_password = value.encode().partition(b":")
+    matched: int | None = None
+    for position, pair in enumerate(endpoint.basic_auth, start=1):
+        want_user, _, want_password = pair.reveal().encode().partition(b":")
         user_ok = hmac.compare_digest(user, want_user)
         password_ok = hmac.compare_digest(password, want_password)
         if user_ok & password_ok and matched is None:
-            matched = value
+            matched = position
     if matched is None:
         raise CredentialsError("bad_credentials", "Basic credentials do not match")
-    return f"chargebee-basic:key={fingerprint(matched)}"
+    # The user name and the pair's place in the configuration, never a password digest: auditors
+    # read this column, and a short hash of a low-entropy password could be brute-forced offline.
+    return f"chargebee-basic:user={user.decode('latin-1')};pair={matched}"
 
 
 def verify(

@@ -166,7 +166,7 @@ async def test_chargebee_fixture_is_stored_byte_for_byte(
     assert row["event_type"] == "subscription_created"
     assert row["event_created"] == inner["occurred_at"]
     assert row["object_id"] == inner["content"]["subscription"]["id"]
-    assert row["verification"].startswith("chargebee-basic:key=")
+    assert row["verification"].startswith("chargebee-basic:user=")
     headers = msgspec.json.decode(row["headers"])
     assert ["authorization", "[redacted]"] in headers
     assert "s3cret-pass" not in row["headers"]

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from ingest.errors import CredentialsError, InvalidEnvelope, VerificationError
 from ingest.providers import chargebee as provider
-from ingest.providers.base import fingerprint
 from ledgerhook.settings import EndpointSettings, Secret
 from tests.conftest import CHARGEBEE_AUTH, fixture_bytes
 
@@ -36,12 +35,13 @@ def test_fixture_accepted() -> None:
     assert (v.provider, v.account, v.event_id) == ("chargebee", "acme", EVENT["id"])
     assert (v.event_type, v.event_created) == ("subscription_created", EVENT["occurred_at"])
     assert v.object_id == EVENT["content"]["subscription"]["id"]
-    assert v.verification == f"chargebee-basic:key={fingerprint(CHARGEBEE_AUTH)}"
+    assert v.verification == "chargebee-basic:user=cbhook;pair=2"
+    assert "s3cret-pass" not in v.verification
 
 
 def test_password_with_colon_and_second_pair() -> None:
     v = provider.verify(auth("old-user:old:pass"), BODY, 0, EP)
-    assert v.verification == f"chargebee-basic:key={fingerprint('old-user:old:pass')}"
+    assert v.verification == "chargebee-basic:user=old-user;pair=1"
 
 
 @pytest.mark.parametrize(
