@@ -17,6 +17,7 @@ not yet processed are in the rebuild but not yet live); the report says how many
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -62,9 +63,10 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def rebuild_state(
-    conn: Conn,
+    conn: Conn, progress: Callable[[int], None] | None = None
 ) -> tuple[dict[tuple[ObjectType, str, str, str], StoredObject], RebuildStats]:
-    """The rebuilt state in memory (key: object type, provider, account, id)."""
+    """The rebuilt state in memory (key: object type, provider, account, id); ``progress`` is
+    told how many deliveries each read covered."""
     state: dict[tuple[ObjectType, str, str, str], StoredObject] = {}
     seen: set[tuple[str, str, str]] = set()
     n = duplicates = ignored = failed = 0
@@ -81,6 +83,8 @@ async def rebuild_state(
             )
             if not rows:
                 break
+            if progress is not None:
+                progress(len(rows))
             for r in rows:
                 last = r["id"]
                 n += 1
@@ -113,9 +117,9 @@ async def rebuild_state(
     return state, stats
 
 
-async def rebuild(conn: Conn) -> RebuildStats:
+async def rebuild(conn: Conn, progress: Callable[[int], None] | None = None) -> RebuildStats:
     """Rebuild into ``processors_replay`` (emptied first), in one transaction."""
-    state, stats = await rebuild_state(conn)
+    state, stats = await rebuild_state(conn, progress)
     async with conn.transaction():
         tables = ", ".join(f"processors_replay.{t}" for t in repo.TABLES.values())
         await conn.execute(f"TRUNCATE {tables}")

@@ -92,6 +92,7 @@ async def _rerun(conn: Any, ids: list[int]) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from ledgerhook.cli.progress import Progress
     from processors.replay import backlog, compare, rebuild
 
     settings = load_settings()
@@ -114,7 +115,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     print("no dead-lettered deliveries")
                     return 0
                 return await _rerun(conn, ids)
-            stats = await rebuild(conn)
+            progress = Progress("replay --rebuild", unit="deliveries")
+            stats = await rebuild(conn, progress.advance)
+            progress.finish("rebuilt")
             print(
                 f"rebuilt {stats.objects} objects from {stats.deliveries} deliveries "
                 f"({stats.duplicates} duplicates, {stats.ignored} ignored, "
