@@ -118,7 +118,6 @@ class Cluster:
         time.sleep(seconds)
         service.signal(signal.SIGCONT)
 
-
     def close(self) -> None:
         for s in (*self.apis, *self.workers):
             s.stop()

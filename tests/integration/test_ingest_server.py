@@ -106,7 +106,9 @@ async def test_real_server_concurrent_deliveries(server: str, fresh_settings: Se
             "/webhooks/chargebee", content=cb, headers={"Authorization": f"Basic {token}"}
         )
         assert r.status_code == 200
-        bad = await client.post("/webhooks/stripe", content=bodies[0], headers={"Stripe-Signature": "t=1,v1=00"})
+        bad = await client.post(
+            "/webhooks/stripe", content=bodies[0], headers={"Stripe-Signature": "t=1,v1=00"}
+        )
         assert bad.status_code == 400
         metrics = (await client.get("/metrics")).text
         assert "ledgerhook_deliveries_received_total" in metrics
@@ -118,7 +120,9 @@ async def test_real_server_concurrent_deliveries(server: str, fresh_settings: Se
         )
         assert sorted(bytes(r["body"]) for r in rows) == sorted(bodies)
         assert {r["account"] for r in rows} == {"acct_srv"}
-        site = await conn.fetchval("SELECT account FROM audit.deliveries WHERE event_id = 'ev_srv_1'")
+        site = await conn.fetchval(
+            "SELECT account FROM audit.deliveries WHERE event_id = 'ev_srv_1'"
+        )
         assert site == "acme-srv"
         result = await verify_chain(conn, key=CHECKPOINT_KEY.encode())
         assert result.ok, result.describe()
