@@ -8,6 +8,7 @@ errors ``ledgerhook.app`` maps to 400/404/409/502.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -106,18 +107,18 @@ async def alert_detail(
         return AlertDetail(alert=alert, history=await lifecycle.history(conn, alert_id))
 
 
-@post("/alerts/{alert_id:int}/ack", guards=[require_role("oncall")], status_code=200)
-async def alert_ack(
+async def _change(
     request: Request[Any, Any, Any],
-    settings: NamedDependency[Settings],
-    pool: NamedDependency[asyncpg.Pool],
-    alert_id: AlertId,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    alert_id: int,
+    change: Callable[..., Awaitable[Alert]],
 ) -> Alert:
-    """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
+    """An on-call status change by the caller's token, with its note, then fresh gauges."""
     note = await _read_note(request)
     actor = principal_of(request).name
     async with pool.acquire() as conn:
-        alert = await lifecycle.acknowledge(
+        alert = await change(
             conn,
             alert_id,
             actor=actor,
@@ -127,6 +128,17 @@ async def alert_ack(
         )
         await lifecycle.refresh_gauges(conn)
     return alert
+
+
+@post("/alerts/{alert_id:int}/ack", guards=[require_role("oncall")], status_code=200)
+async def alert_ack(
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    pool: NamedDependency[asyncpg.Pool],
+    alert_id: AlertId,
+) -> Alert:
+    """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
+    return await _change(request, settings, pool, alert_id, lifecycle.acknowledge)
 
 
 @post("/alerts/{alert_id:int}/resolve", guards=[require_role("oncall")], status_code=200)
@@ -137,19 +149,7 @@ async def alert_resolve(
     alert_id: AlertId,
 ) -> Alert:
     """Resolve an open or acknowledged alert (409 if already resolved); optional note."""
-    note = await _read_note(request)
-    actor = principal_of(request).name
-    async with pool.acquire() as conn:
-        alert = await lifecycle.resolve(
-            conn,
-            alert_id,
-            actor=actor,
-            now=datetime.now(UTC),
-            note=note,
-            channels=notify.channels(settings),
-        )
-        await lifecycle.refresh_gauges(conn)
-    return alert
+    return await _change(request, settings, pool, alert_id, lifecycle.resolve)
 
 
 @post("/reconcile", guards=[require_role("admin")], status_code=200)
