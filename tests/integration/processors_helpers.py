@@ -16,7 +16,7 @@ import msgspec
 from audit.chain import Appended, NewDelivery, append_deliveries
 from ledgerhook.settings import Settings
 from ledgerhook.worker import create_worker
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, RUN_ID
 
 CHARGEBEE_DERIVED = Path(__file__).resolve().parents[1] / "fixtures" / "chargebee"
 
@@ -269,5 +269,5 @@ def own_queue(settings: Settings, **processors: Any) -> Settings:
 
     return make_settings(
         database_name(settings.database_url),
-        processors=ProcessorSettings(queue_name=uid("lh-proc-"), **processors),
+        processors=ProcessorSettings(queue_name=uid(f"lh-test-{RUN_ID}-proc-"), **processors),
     )
