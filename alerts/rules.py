@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from alerts.model import Anomaly, Facts, Finding
+from alerts.model import Anomaly, Facts, Finding, RuleName
 
 __all__ = ["RULES", "Rule", "evaluate"]
 
@@ -43,26 +43,31 @@ def out_of_order(facts: Facts, now: datetime) -> list[Finding]:
     for subject, items in sorted(groups.items()):
         items.sort(key=lambda a: (a.event_created, a.delivery_id))
         first = items[0]
-        out.append(
-            Finding(
-                rule="out_of_order",
-                severity="warning",
-                provider=first.provider,
-                subject=subject,
-                summary=(
-                    f"{len(items)} event(s) older than the applied state of "
-                    f"{first.object_type} {first.object_id} ({first.provider}/{first.account})"
-                ),
-                count=len(items),
-                delivery_ids=tuple(a.delivery_id for a in items)[-_MAX_IDS:],
-                evidence={
-                    "object_type": first.object_type,
-                    "object_id": first.object_id,
-                    "event_types": sorted({a.event_type for a in items}),
-                },
-            )
+        summary = (
+            f"{len(items)} event(s) older than the applied state of "
+            f"{first.object_type} {first.object_id} ({first.provider}/{first.account})"
         )
+        out.append(_object_finding("out_of_order", subject, items, summary))
     return out
+
+
+def _object_finding(rule: RuleName, subject: str, items: list[Anomaly], summary: str) -> Finding:
+    """One warning for a group of anomalies on one object (a burst is one alert, counted)."""
+    first = items[0]
+    return Finding(
+        rule=rule,
+        severity="warning",
+        provider=first.provider,
+        subject=subject,
+        summary=summary,
+        count=len(items),
+        delivery_ids=tuple(a.delivery_id for a in items)[-_MAX_IDS:],
+        evidence={
+            "object_type": first.object_type,
+            "object_id": first.object_id,
+            "event_types": sorted({a.event_type for a in items}),
+        },
+    )
 
 
 def missing_predecessor(facts: Facts, now: datetime) -> list[Finding]:
@@ -77,25 +82,11 @@ def missing_predecessor(facts: Facts, now: datetime) -> list[Finding]:
     out = []
     for subject, items in sorted(groups.items()):
         first = items[0]
-        out.append(
-            Finding(
-                rule="missing_predecessor",
-                severity="warning",
-                provider=first.provider,
-                subject=subject,
-                summary=(
-                    f"{first.event_type} for {first.object_type} {first.object_id} arrived but its "
-                    f"lifecycle predecessor did not within {grace}s"
-                ),
-                count=len(items),
-                delivery_ids=tuple(a.delivery_id for a in items)[-_MAX_IDS:],
-                evidence={
-                    "object_type": first.object_type,
-                    "object_id": first.object_id,
-                    "event_types": sorted({a.event_type for a in items}),
-                },
-            )
+        summary = (
+            f"{first.event_type} for {first.object_type} {first.object_id} arrived but its "
+            f"lifecycle predecessor did not within {grace}s"
         )
+        out.append(_object_finding("missing_predecessor", subject, items, summary))
     return out
 
 
