@@ -135,6 +135,9 @@ class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
     batch_concurrency: int = 2
     # Jobs arq reads per poll (its default is max_jobs); see ledgerhook.worker.
     queue_read_limit: int = 8
+    # Seconds between the worker's ANALYZE of tables whose statistics are stale (what
+    # autovacuum would do; needed when it is off, see processors/migrations/0102); 0: never.
+    analyze_interval_seconds: int = 15
 
 
 class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,7 +27,14 @@ from alerts.sweep import cron_jobs as alerts_cron_jobs
 from ledgerhook.db import create_pool
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
-from processors.worker import batcher, ensure_partitions, process_delivery_job, sweep
+from processors.worker import (
+    analyze_stale,
+    batcher,
+    ensure_partitions,
+    process_delivery_job,
+    sweep,
+    warn_if_autovacuum_off,
+)
 
 __all__ = ["create_worker", "cron_jobs", "every", "run_supervised", "worker_settings"]
 
@@ -43,7 +50,7 @@ def every(seconds: int) -> dict[str, Any]:
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
     p = settings.processors
-    return [
+    jobs = [
         cron(
             sweep, name="processors.sweep", run_at_startup=True, **every(p.sweep_interval_seconds)
         ),
@@ -57,6 +64,17 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         ),
         *alerts_cron_jobs(settings),
     ]
+    if p.analyze_interval_seconds > 0:
+        jobs.append(
+            cron(
+                analyze_stale,
+                name="processors.analyze",
+                timeout=600,
+                run_at_startup=True,
+                **every(p.analyze_interval_seconds),
+            )
+        )
+    return jobs
 
 
 def _own_names(crons: list[CronJob], queue_name: str) -> list[CronJob]:
@@ -76,6 +94,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["settings"] = settings
         ctx["in_progress_timeout_s"] = in_progress_timeout_s
         ctx["pool"] = await create_pool(settings)
+        async with ctx["pool"].acquire() as conn:
+            await warn_if_autovacuum_off(conn)
         # arq hands each job a shallow copy of ctx: the batcher must exist before the first job,
         # or every job would make its own (and batches would not be shared).
         batcher(ctx)

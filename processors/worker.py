@@ -1,4 +1,5 @@
-"""arq job functions: process a delivery, sweep for lost ones, keep audit partitions ahead.
+"""arq job functions: process a delivery, sweep for lost ones, keep audit partitions ahead,
+keep planner statistics current.
 
 Jobs take a delivery id (never a payload) and get their pool and settings from ``ctx``
 (:mod:`ledgerhook.worker` opens them on start-up). arq may run a job twice (a worker killed
@@ -10,6 +11,7 @@ Transient failures (connection lost, lock timeout, deadlock, serialisation failu
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -17,6 +19,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
+from audit.dbtypes import Conn
 from ledgerhook import metrics
 from ledgerhook.jobs import PROCESS_DELIVERY, job_id
 from ledgerhook.logs import bind
@@ -27,6 +30,7 @@ from processors.sweeper import SweepResult, scan
 
 __all__ = [
     "TRANSIENT",
+    "analyze_stale",
     "batcher",
     "enqueue",
     "ensure_partitions",
@@ -34,6 +38,7 @@ __all__ = [
     "rescue_stalled",
     "run_sweep",
     "sweep",
+    "warn_if_autovacuum_off",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,3 +187,33 @@ async def ensure_partitions(ctx: dict[str, Any]) -> int:
     async with pool.acquire() as conn:
         created: int = await conn.fetchval("SELECT audit.ensure_partitions(3)")
     return created
+
+
+async def analyze_stale(ctx: dict[str, Any]) -> list[str]:
+    """ANALYZE Ledgerhook's tables whose statistics are stale; returns the tables analyzed.
+
+    Without it, on a server with autovacuum off, the cached plans of the worker's statements stay
+    those chosen for near-empty tables and applying slows down as the log grows.
+    """
+    pool: asyncpg.Pool = ctx["pool"]
+    started = time.monotonic()
+    async with pool.acquire() as conn:
+        tables: list[str] = await conn.fetchval("SELECT processors.analyze_stale()")
+    if tables:
+        log.info(
+            "analyzed tables with stale statistics",
+            extra={"tables": tables, "seconds": round(time.monotonic() - started, 3)},
+        )
+    return tables
+
+
+async def warn_if_autovacuum_off(conn: Conn) -> bool:
+    """Log a warning when the server's autovacuum is off; True if it is."""
+    if await conn.fetchval("SELECT current_setting('autovacuum')::boolean"):
+        return False
+    log.warning(
+        "autovacuum is off on this PostgreSQL server: the worker keeps planner statistics "
+        "current itself (processors.analyze_interval_seconds), but nothing vacuums the state "
+        "tables; turn autovacuum on"
+    )
+    return True

@@ -30,6 +30,7 @@ APP_ATTEMPTS = [
     "ALTER TABLE audit.deliveries OWNER TO ledgerhook_app",
     "ALTER TABLE audit.deliveries ENABLE REPLICA TRIGGER append_only",
     "ALTER FUNCTION audit.ensure_partitions(integer) OWNER TO ledgerhook_app",
+    "CREATE OR REPLACE FUNCTION processors.analyze_stale() RETURNS text[] LANGUAGE sql AS $$ SELECT '{}'::text[] $$",
     "DROP FUNCTION audit.forbid_change() CASCADE",
     "ALTER SCHEMA audit RENAME TO audit_old",
     "CREATE TABLE audit.deliveries_y2099m01 PARTITION OF audit.deliveries FOR VALUES FROM ('2099-01-01') TO ('2099-02-01')",

@@ -22,7 +22,14 @@ def test_worker_settings_follow_the_shared_contract() -> None:
     assert (ws["max_jobs"], ws["job_timeout"], ws["keep_result"]) == (7, 9, 0)
     names = {c.name for c in ws["cron_jobs"]}
     # Cron names carry the queue: installations sharing one Redis never skip each other's runs.
-    assert {"q1:processors.sweep", "q1:audit.ensure_partitions"} <= names
+    assert {"q1:processors.sweep", "q1:audit.ensure_partitions", "q1:processors.analyze"} <= names
+
+
+def test_the_statistics_job_can_be_turned_off() -> None:
+    s = make_settings(
+        "x", processors=ProcessorSettings(queue_name="q1", analyze_interval_seconds=0)
+    )
+    assert "q1:processors.analyze" not in {c.name for c in worker_settings(s)["cron_jobs"]}
 
 
 @pytest.mark.parametrize(
