@@ -125,10 +125,11 @@ class Batcher:
         """
         batch = self._take()
         drained: list[int] = []
+        covered = 0
         room = self._max_batch - len(batch)
         try:
             if self._drain_to is not None and room > 0:
-                drained = await self._top_up(conn, batch)
+                drained, covered = await self._top_up(conn, batch)
             if not batch and not drained:
                 return False
             self._inflight.update(batch, drained)
@@ -157,12 +158,15 @@ class Batcher:
                 else:
                     f.set_result(r)
         if self._drain_to is not None and room > 0:
-            self._raise_floor(list(batch), room, drained, results)
+            self._raise_floor(list(batch), room, drained, results, covered)
         if drained:
             await self._remove_jobs(drained, results)
         return True
 
-    async def _top_up(self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]) -> list[int]:
+    async def _top_up(
+        self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]
+    ) -> tuple[list[int], int]:
+        """Unprocessed ids to add to ``batch``, and the highest id the read looked at."""
         if self._floor is None:
             # Start from PostgreSQL, not from the first job: a queue can hold jobs for ids far
             # ahead (or for another database), and the floor only moves down with jobs.
@@ -171,31 +175,34 @@ class Batcher:
             # A job below the floor (a retry, the sweeper re-enqueuing an old backlog) moves it
             # down: the backlog behind it is then drained at batch speed, not job by job.
             self._floor = min(self._floor, min(batch) - 1)
+        read_from = self._floor
         ids = await repo.unprocessed_after(
             conn,
-            self._floor,
+            read_from,
             self._max_batch - len(batch),
             [*self._inflight, *batch, *self._pending],
         )
         if ids:
             self._floor = max(self._floor, ids[-1])
-        return ids
+        return ids, read_from + repo.DRAIN_WINDOW
 
     def _raise_floor(
-        self, batch: list[int], room: int, drained: list[int], results: Results
+        self, batch: list[int], room: int, drained: list[int], results: Results, covered: int
     ) -> None:
         """After a read that found less than it had room for, move the floor past the batch.
 
         The jobs' deliveries were committed before their jobs were enqueued, and ids commit in
         order, so everything below the highest of them was visible to that read and was
-        returned, in flight, handed in or processed. Only ids found in the log count (a stale
-        job may name an id this database does not have yet).
+        returned, in flight, handed in or processed: up to ``covered``, the top of the window
+        the read looked at. Beyond it (a backlog deeper than the window) the read saw nothing,
+        so the floor stops there. Only ids found in the log count (a stale job may name an id
+        this database does not have yet).
         """
         if self._floor is None or len(drained) >= room:
             return
         found = [i for i in batch if not isinstance(results.get(i), DeliveryNotFound)]
         if found:
-            self._floor = max(self._floor, *found)
+            self._floor = max(self._floor, min(max(found), covered))
 
     async def _remove_jobs(
         self, drained: list[int], results: dict[int, str | BaseException]

@@ -346,3 +346,35 @@ async def test_a_job_for_an_unknown_id_does_not_hide_the_backlog(
         assert n == len(ds)
     finally:
         await redis.aclose()
+
+
+async def test_a_backlog_deeper_than_the_drain_window_is_drained_from_one_job(
+    fresh_settings: Settings, fresh_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job for the newest delivery while older ones wait beyond one read's window: the drain
+    # must go on window after window, not jump its floor to the job's id and leave the rest to
+    # the sweeper (found in the 10-minute soak: the oldest delivery's age grew for minutes).
+    monkeypatch.setattr(repo, "DRAIN_WINDOW", 10)
+    s, pool = own_queue(fresh_settings), fresh_pool
+    ds = await append(
+        pool,
+        [
+            new_delivery("stripe", stripe_event("customer_updated.json", object_id=uid("cus_")))
+            for _ in range(45)
+        ],
+    )
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL), job_serializer=serialize)
+    try:
+        b = Batcher(pool, max_batch=100, concurrency=1, drain=(redis, s))
+        assert await b.process(ds[-1].id) == "applied"
+        n = 0
+        for _ in range(100):
+            async with pool.acquire() as conn:
+                n = await conn.fetchval("SELECT count(*) FROM processors.processed")
+            if n == len(ds):
+                break
+            await asyncio.sleep(0.05)
+        await b.close()
+        assert n == len(ds)
+    finally:
+        await redis.aclose()
