@@ -18,7 +18,17 @@ __all__ = ["PROCESS_DELIVERY", "deserialize", "job_id", "serialize"]
 
 PROCESS_DELIVERY = "process_delivery"
 
-_encoder = msgspec.msgpack.Encoder()
+
+def _encode_other(obj: Any) -> Any:
+    # arq serialises a failed job's exception as its result (for a job whose data was removed
+    # because the batcher drained its delivery, "job expired"). The text is enough; results
+    # are not kept (keep_result=0) and outcomes live in PostgreSQL.
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_encode_other)
 _decoder = msgspec.msgpack.Decoder()
 
 

@@ -18,7 +18,7 @@ import msgspec
 
 from ledgerhook.settings import Settings
 
-__all__ = ["bind", "configure_logging", "log_context"]
+__all__ = ["DrainedJobsExpire", "bind", "configure_logging", "log_context"]
 
 log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None
@@ -53,6 +53,22 @@ def bind(**values: Any) -> Iterator[None]:
         log_context.reset(token)
 
 
+class DrainedJobsExpire(logging.Filter):
+    """arq's "job ... expired" warning, demoted to debug.
+
+    The batcher removes the queued jobs of deliveries it drained from PostgreSQL; arq may
+    already have read such a job's id from the queue, and then finds its data gone. That is
+    the design working (the delivery was applied), not something for on-call, and under load it
+    would be several warnings a second.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.msg == "job %s expired":
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
@@ -65,3 +81,6 @@ def configure_logging(settings: Settings) -> None:
     # Access logs would print every webhook URL; our own request log says what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    arq_worker = logging.getLogger("arq.worker")
+    if not any(isinstance(f, DrainedJobsExpire) for f in arq_worker.filters):
+        arq_worker.addFilter(DrainedJobsExpire())
