@@ -6,6 +6,10 @@ signed while the previous chunk runs, so every delivery is distinct). The reside
 each process tree (``VmRSS`` from ``/proc``) is sampled every ``--sample`` seconds; the result
 reports it at start, at end and at its peak, and the growth from the end of the first minute
 (after warm-up: pools filled, caches primed) to the end.
+
+It is also the long-run end-to-end check: the backlog (unprocessed deliveries, age of the oldest)
+is sampled with the RSS, and receipt-to-applied lag is reported per minute from the database
+timestamps, so a worker that keeps up for 15 seconds but falls behind as the tables grow shows.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from bench import common, loadgen
 from bench.common import log
-from bench.stack import Stack, backlog
+from bench.stack import Stack, backlog, lag_by_minute
 
 
 def _build(wd: Path, name: str, count: int, threads: int, run: str) -> Path:
@@ -37,14 +43,30 @@ def _build_into(
     holder.append(_build(wd, name, count, threads, run))
 
 
-async def _unprocessed(url: str) -> int:
-    import asyncpg
-
+async def _at_end(url: str) -> tuple[int, list[dict[str, Any]]]:
     conn = await asyncpg.connect(url)
     try:
-        return (await backlog(conn, 0)).unprocessed
+        return (await backlog(conn, 0)).unprocessed, await lag_by_minute(conn)
     finally:
         await conn.close()
+
+
+class _BacklogProbe:
+    """Backlog samples from the sampler thread (its own event loop and connection)."""
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection = self._loop.run_until_complete(asyncpg.connect(url))
+        self._low = 0
+
+    def sample(self) -> dict[str, Any]:
+        b = self._loop.run_until_complete(backlog(self._conn, self._low))
+        self._low = b.low_id
+        return {"unprocessed": b.unprocessed, "oldest_age_s": round(b.oldest_age_s, 2)}
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._conn.close())
+        self._loop.close()
 
 
 def default_rate() -> float:
@@ -81,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "minutes": args.minutes,
     }
     samples: list[dict[str, Any]] = []
+    backlogs: list[dict[str, Any]] = []
     sent = ok = 0
     try:
         with common.database(f"lhbench_{run_id}_soak", keep=args.keep_db) as url:
@@ -94,9 +117,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stop = threading.Event()
 
                 def sampler() -> None:
-                    while not stop.is_set():
-                        samples.append({"t": round(time.monotonic() - t0, 1), **stack.rss()})
-                        stop.wait(args.sample)
+                    probe = _BacklogProbe(url)
+                    try:
+                        while not stop.is_set():
+                            t = round(time.monotonic() - t0, 1)
+                            samples.append({"t": t, **stack.rss()})
+                            backlogs.append({"t": t, **probe.sample()})
+                            stop.wait(args.sample)
+                    finally:
+                        probe.close()
 
                 th = threading.Thread(target=sampler, daemon=True)
                 th.start()
@@ -124,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stop.set()
                 th.join()
                 samples.append({"t": round(time.monotonic() - t0, 1), **stack.rss()})
-                result["unprocessed_at_end"] = asyncio.run(_unprocessed(url))
+                result["unprocessed_at_end"], result["lag_by_minute"] = asyncio.run(_at_end(url))
             finally:
                 result["exit_codes"] = stack.stop()
     finally:
@@ -144,7 +173,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for n in names
     }
+    result["backlog"] = {
+        "peak_unprocessed": max((b["unprocessed"] for b in backlogs), default=0),
+        "peak_oldest_age_s": max((b["oldest_age_s"] for b in backlogs), default=0.0),
+    }
     result["samples"] = samples
+    result["backlog_samples"] = backlogs
     return result
 
 
@@ -155,6 +189,17 @@ def print_summary(result: dict[str, Any]) -> None:
         f"{result['minutes']} min at {result['rate']:.0f}/s: {result['ok_2xx']}/{result['requests']} answered 2xx,"
         f" {result.get('unprocessed_at_end')} unprocessed at the end"
     )
+    b = result["backlog"]
+    print(
+        f"  backlog while running: peak {b['peak_unprocessed']} unprocessed,"
+        f" oldest {b['peak_oldest_age_s']:.1f} s"
+    )
+    print("  receipt-to-applied by minute (p50 / p99 / max, s):")
+    for m in result["lag_by_minute"]:
+        print(
+            f"    {m['minute']:>3}: {m['applied']}/{m['deliveries']} applied,"
+            f" {m['p50']} / {m['p99']} / {m['max']}"
+        )
     for name, r in result["rss_kib"].items():
         print(
             f"  {name:<8} RSS start {r['start'] / 1024:.1f} MiB, after warm-up {r['after_warmup'] / 1024:.1f} MiB,"

@@ -62,6 +62,34 @@ async def lags(conn: asyncpg.Connection, first: int, last: int) -> tuple[list[fl
     return done, len(rows) - len(done)
 
 
+async def lag_by_minute(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Per minute of receipt (from the first delivery): deliveries, applied, lag p50/p99/max (s)."""
+    rows = await conn.fetch(
+        """
+        WITH l AS (
+            SELECT d.received_at, extract(epoch FROM p.processed_at - d.received_at) AS lag
+            FROM audit.deliveries d LEFT JOIN processors.processed p ON p.delivery_id = d.id
+        )
+        SELECT floor(extract(epoch FROM received_at - (SELECT min(received_at) FROM l)) / 60)::int
+                   AS minute,
+               count(*) AS deliveries, count(lag) AS applied,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+               max(lag) AS max
+        FROM l GROUP BY 1 ORDER BY 1
+        """
+    )
+    return [
+        {
+            "minute": r["minute"],
+            "deliveries": r["deliveries"],
+            "applied": r["applied"],
+            **{k: None if r[k] is None else round(float(r[k]), 3) for k in ("p50", "p99", "max")},
+        }
+        for r in rows
+    ]
+
+
 async def outcomes(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch("SELECT outcome, count(*) AS n FROM processors.processed GROUP BY 1")
     return {r["outcome"]: int(r["n"]) for r in rows}
