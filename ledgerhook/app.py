@@ -51,6 +51,7 @@ from ingest.latency import latency_middleware
 from ingest.providers.chargebee import WWW_AUTHENTICATE
 from ingest.runtime import ingest_lifespan, record_rejection
 from ledgerhook.db import create_pool
+from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
 from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
@@ -202,7 +203,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         middleware=[RequestIdMiddleware, latency_middleware],
         # No parameters: Litestar passes the app to a startup hook whose signature has any (a
         # partial keeps ``transport``), which made every server fail to start.
-        on_startup=[lambda: init_sentry(settings, "api")],
+        on_startup=[lambda: init_sentry(settings, "api"), freeze_startup_objects],
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "pool": Provide(provide_pool),

@@ -25,6 +25,7 @@ from arq.worker import Worker, func
 
 from alerts.sweep import cron_jobs as alerts_cron_jobs
 from ledgerhook.db import create_pool
+from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
 from processors.worker import (
@@ -99,6 +100,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         # arq hands each job a shallow copy of ctx: the batcher must exist before the first job,
         # or every job would make its own (and batches would not be shared).
         batcher(ctx)
+        freeze_startup_objects()
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         batcher = ctx.pop("batcher", None)
