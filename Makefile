@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run demo test deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install services
+pytest: install services deploy-tools
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest deploy-check
@@ -57,10 +57,13 @@ test: lint typecheck pytest deploy-check
 # deploy/ validated without a container engine: promtool (Debian's prometheus package, installed
 # when missing) on the alerting rules and Prometheus config, and the Kubernetes manifests against
 # the bundled OpenAPI schemas (kubernetes-validate, offline).
-deploy-check: install
+# promtool before pytest too: tests/integration/test_deploy_manifests.py runs it.
+deploy-tools:
 	@command -v promtool >/dev/null || { echo "deploy-check: installing promtool (Debian package prometheus)" >&2; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
+
+deploy-check: install deploy-tools
 	promtool check rules deploy/prometheus/rules.yml
 	promtool check config deploy/prometheus/prometheus.yml
 	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml

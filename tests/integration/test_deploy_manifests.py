@@ -194,7 +194,7 @@ def test_rules_and_dashboard_use_real_metrics() -> None:
 def test_promtool_accepts_rules_and_config() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (`make deploy-check` installs it)")
+        pytest.skip("promtool not installed (`make deploy-tools` installs it; `make test` does)")
     for args in (
         ["check", "rules", str(DEPLOY / "prometheus" / "rules.yml")],
         ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
