@@ -227,6 +227,28 @@ async def drop_database(name: str) -> None:
         await conn.close()
 
 
+def checkpoint() -> float:
+    """``CHECKPOINT``, so that one phase's writes are on disk before the next phase is timed.
+
+    Without it the kernel writes back the previous phase's dirty pages (30 s after they were
+    dirtied) while the next one runs, and the WAL flushes that every commit waits for queue
+    behind that write-back: the half-rate phase, run right after the maximum-rate one, then
+    measured PostgreSQL's 40-50 ms commit stalls (seen in its slow-statement log) rather than
+    Ledgerhook. Returns the seconds it took.
+    """
+
+    async def run() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute("CHECKPOINT")
+        finally:
+            await conn.close()
+
+    started = time.monotonic()
+    asyncio.run(run())
+    return round(time.monotonic() - started, 2)
+
+
 async def pg_settings() -> dict[str, str]:
     conn = await _admin()
     try:

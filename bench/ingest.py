@@ -16,7 +16,9 @@ one connection per thread and records (thread, request, status) for every answer
 number of rows in ``audit.deliveries`` must be at least the number of 2xx answers it got. A 2xx
 for a delivery that is not stored is reported as a failure, whatever the load.
 
-Deliveries are built and signed right before each phase, with distinct event ids.
+Deliveries are built and signed right before each phase, with distinct event ids, and each
+ingest phase starts after a ``CHECKPOINT`` (:func:`bench.common.checkpoint`), so that it is not
+timed while the kernel writes back the previous phase's pages.
 ``python -m bench.ingest --help`` for the options; results go to ``bench/results/ingest.json``.
 """
 
@@ -145,6 +147,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with servers.serve(port, args.workers, env, wd) as proc:
                 proc.wait_http(f"{base}/health/live")
                 reqs = build(wd, "max", per_phase, args.connections, run_id, args.objects)
+                settled = {"max": common.checkpoint()}
                 rss_start = common.rss_kib(proc.pid)
                 m0 = common.scrape(base)
                 cpu0 = common.cpu_by_group(proc.pid)
@@ -165,6 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 half_rate = max(1.0, top.ok / (top.summary["duration_us"] / 1e6) / 2)
                 count = math.ceil(half_rate * args.half_duration * 1.3) + args.half_connections
                 reqs = build(wd, "half", count, args.half_connections, run_id, args.objects)
+                settled["half"] = common.checkpoint()
                 half = common.run_wrk(
                     base,
                     reqs,
@@ -180,6 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.overload_connections > 0:
                     count = math.ceil(args.expected_rate * args.overload_duration)
                     reqs = build(wd, "over", count, args.overload_connections, run_id, args.objects)
+                    settled["overload"] = common.checkpoint()
                     over = common.run_wrk(
                         base,
                         reqs,
@@ -204,6 +209,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         prof.wait(timeout=60)
                         log(f"profile written to {common.RESULTS / out}")
                 result["server_rss_kib"] = {"start": rss_start, "end": common.rss_kib(proc.pid)}
+                # Seconds of the CHECKPOINT before each phase (common.checkpoint).
+                result["checkpoint_before_phase_s"] = settled
             if proc.proc.returncode not in (0, -15, 143):
                 log(f"serve exited with {proc.proc.returncode}:\n{proc.tail()}")
     finally:
