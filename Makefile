@@ -73,7 +73,7 @@ soak: install services
 
 # Benchmarks (bench/README.md): loopback only, own databases (dropped after), results in
 # bench/results/<name>.json and a summary on stdout. `make bench` runs ingest, apply and e2e
-# (about 8 minutes); the 10-minute memory soak is `make bench-soak`. Options per benchmark:
+# (3.5-8 minutes); the 10-minute soak (memory, lag over time) is `make bench-soak`. Options per benchmark:
 # e.g. `make bench-ingest INGEST_ARGS="--duration 30 --workers 2"` (python -m bench.ingest --help).
 INGEST_ARGS ?=
 E2E_ARGS    ?=
