@@ -196,6 +196,19 @@ async def event_settled(conn: Conn, provider: str, account: str, event_id: str) 
     return value
 
 
+# Named so that tests can EXPLAIN the plan a connection caches for it.
+SETTLEMENT_SQL = """
+SELECT delivery_id, outcome, provider, account, event_id, true AS own
+FROM processors.processed WHERE delivery_id = ANY($1::bigint[])
+UNION ALL
+SELECT p.delivery_id, p.outcome, p.provider, p.account, p.event_id, false
+FROM processors.processed p
+JOIN unnest($2::text[], $3::text[], $4::text[]) AS e(provider, account, event_id)
+  ON p.provider = e.provider AND p.account = e.account AND p.event_id = e.event_id
+WHERE p.outcome IN ('applied', 'stale', 'ignored')
+"""
+
+
 async def settlement(
     conn: Conn, delivery_ids: Sequence[int], events: Sequence[tuple[str, str, str]]
 ) -> tuple[dict[int, str], set[tuple[str, str, str]]]:
@@ -204,16 +217,7 @@ async def settlement(
     Settled means applied, stale or ignored by some delivery (see ``event_settled``).
     """
     rows = await conn.fetch(
-        """
-        SELECT delivery_id, outcome, provider, account, event_id, true AS own
-        FROM processors.processed WHERE delivery_id = ANY($1::bigint[])
-        UNION ALL
-        SELECT p.delivery_id, p.outcome, p.provider, p.account, p.event_id, false
-        FROM processors.processed p
-        JOIN unnest($2::text[], $3::text[], $4::text[]) AS e(provider, account, event_id)
-          ON p.provider = e.provider AND p.account = e.account AND p.event_id = e.event_id
-        WHERE p.outcome IN ('applied', 'stale', 'ignored')
-        """,
+        SETTLEMENT_SQL,
         list(delivery_ids),
         [e[0] for e in events],
         [e[1] for e in events],

@@ -18,6 +18,7 @@ from arq.connections import RedisSettings, create_pool
 
 import processors.repository as repo
 import processors.service as service
+from audit.chain import Appended
 from audit.dbtypes import Conn
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, job_id, serialize
 from ledgerhook.settings import Settings
@@ -316,6 +317,29 @@ async def test_jobs_share_the_batcher_made_at_worker_start_up(settings: Settings
         await redis.aclose()
 
 
+async def _customer_updates(pool: asyncpg.Pool, n: int) -> list[Appended]:
+    """``n`` stored deliveries, each a customer update of its own customer."""
+    return await append(
+        pool,
+        [
+            new_delivery("stripe", stripe_event("customer_updated.json", object_id=uid("cus_")))
+            for _ in range(n)
+        ],
+    )
+
+
+async def _processed_count_reaches(pool: asyncpg.Pool, n: int, seconds: float = 5.0) -> int:
+    """Rows in processors.processed once there are ``n`` (or what there is after ``seconds``)."""
+    count = 0
+    for _ in range(int(seconds / 0.05)):
+        async with pool.acquire() as conn:
+            count = await conn.fetchval("SELECT count(*) FROM processors.processed")
+        if count >= n:
+            break
+        await asyncio.sleep(0.05)
+    return count
+
+
 async def test_a_job_for_an_unknown_id_does_not_hide_the_backlog(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
@@ -323,27 +347,15 @@ async def test_a_job_for_an_unknown_id_does_not_hide_the_backlog(
     # jobs left by a run on another database). The drain starts from PostgreSQL's watermark,
     # so the real backlog is applied anyway, and the unknown id never raises the floor.
     s, pool = own_queue(fresh_settings), fresh_pool
-    ds = await append(
-        pool,
-        [
-            new_delivery("stripe", stripe_event("customer_updated.json", object_id=uid("cus_")))
-            for _ in range(30)
-        ],
-    )
+    ds = await _customer_updates(pool, 30)
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL), job_serializer=serialize)
     try:
         b = Batcher(pool, max_batch=10, concurrency=1, drain=(redis, s))
         with pytest.raises(DeliveryNotFound):
             await b.process(ds[-1].id + 1_000_000)
-        n = 0
-        for _ in range(100):  # the drain goes on after the job's own answer
-            async with pool.acquire() as conn:
-                n = await conn.fetchval("SELECT count(*) FROM processors.processed")
-            if n == len(ds):
-                break
-            await asyncio.sleep(0.05)
+        # The drain goes on after the job's own answer.
+        assert await _processed_count_reaches(pool, len(ds)) == len(ds)
         await b.close()
-        assert n == len(ds)
     finally:
         await redis.aclose()
 
@@ -356,25 +368,12 @@ async def test_a_backlog_deeper_than_the_drain_window_is_drained_from_one_job(
     # the sweeper (found in the 10-minute soak: the oldest delivery's age grew for minutes).
     monkeypatch.setattr(repo, "DRAIN_WINDOW", 10)
     s, pool = own_queue(fresh_settings), fresh_pool
-    ds = await append(
-        pool,
-        [
-            new_delivery("stripe", stripe_event("customer_updated.json", object_id=uid("cus_")))
-            for _ in range(45)
-        ],
-    )
+    ds = await _customer_updates(pool, 45)
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL), job_serializer=serialize)
     try:
         b = Batcher(pool, max_batch=100, concurrency=1, drain=(redis, s))
         assert await b.process(ds[-1].id) == "applied"
-        n = 0
-        for _ in range(100):
-            async with pool.acquire() as conn:
-                n = await conn.fetchval("SELECT count(*) FROM processors.processed")
-            if n == len(ds):
-                break
-            await asyncio.sleep(0.05)
+        assert await _processed_count_reaches(pool, len(ds)) == len(ds)
         await b.close()
-        assert n == len(ds)
     finally:
         await redis.aclose()

@@ -15,21 +15,12 @@ import asyncpg
 import pytest
 
 from ledgerhook.settings import Settings
+from processors.repository import SETTLEMENT_SQL
 from processors.worker import analyze_stale, warn_if_autovacuum_off
 
-# The worker's settlement read (processors.repository.settlement), as a named SQL statement so
-# that EXPLAIN EXECUTE shows the plan the session has cached for it.
-PREPARE = """
-PREPARE settlement(bigint[], text[], text[], text[]) AS
-SELECT delivery_id, outcome, provider, account, event_id, true AS own
-FROM processors.processed WHERE delivery_id = ANY($1::bigint[])
-UNION ALL
-SELECT p.delivery_id, p.outcome, p.provider, p.account, p.event_id, false
-FROM processors.processed p
-JOIN unnest($2::text[], $3::text[], $4::text[]) AS e(provider, account, event_id)
-  ON p.provider = e.provider AND p.account = e.account AND p.event_id = e.event_id
-WHERE p.outcome IN ('applied', 'stale', 'ignored')
-"""
+# The worker's settlement read, as a named SQL statement so that EXPLAIN EXECUTE shows the plan
+# the session has cached for it.
+PREPARE = f"PREPARE settlement(bigint[], text[], text[], text[]) AS {SETTLEMENT_SQL}"
 EXECUTE = "settlement('{1,2,3}', '{stripe}', '{acct_s}', '{evt_5}')"
 
 
