@@ -138,9 +138,11 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 
 
 # Outages of Redis or PostgreSQL: the worker is rebuilt after a pause instead of exiting.
+# Any Redis error, not only ConnectionError: a Redis stopped while arq enqueues a cron job
+# surfaces as WatchError ("A ConnectionError occurred on while watching"), one restarting as
+# BusyLoadingError; the fault suite saw a worker exit on the first.
 RECOVERABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
