@@ -5,10 +5,26 @@
     ├── InvalidQuery        a filter or cursor the caller got wrong (HTTP 400)
     ├── CheckpointKeyError  no usable checkpoint key (production without LEDGERHOOK_CHECKPOINT_KEY)
     ├── TokenError          a token CLI request that cannot be done (name taken, unknown name)
-    └── AuthError           the read/ops API refused a request
-        ├── Unauthenticated     missing, malformed, unknown or revoked bearer token (HTTP 401)
-        ├── Forbidden           a valid token whose role is too low for the route (HTTP 403)
-        └── TooManyAttempts     too many failed authentications from one address (HTTP 429)
+    ├── AuthError           the read/ops API refused a request
+    │   ├── Unauthenticated     missing, malformed, unknown or revoked bearer token (HTTP 401)
+    │   ├── Forbidden           a valid token whose role is too low for the route (HTTP 403)
+    │   └── TooManyAttempts     too many failed authentications from one address (HTTP 429)
+    ├── MerkleError         the Merkle tree layer (audit.merkle) refused something
+    │   ├── InvalidRange        a proof or root asked for sizes/indexes that have none
+    │   │                       (index >= size, size1 > size2, negative): the caller's mistake
+    │   ├── MissingNode         assemble() lacks a subtree hash its plan needs: storage is
+    │   │                       behind or incomplete (the server's fault, not the caller's)
+    │   └── ProofError          an inclusion or consistency proof that does not verify, for the
+    │                           reason in its message (wrong length, hash size, root, rollback)
+    ├── NoteError           a C2SP signed note or note key refused (audit.note)
+    │   ├── NoteKeyError        a key string or key name not in the note formats, an unsupported
+    │   │                       algorithm, a key id that does not match, or ambiguous verifiers
+    │   ├── MalformedNote       text that is not exactly a signed note: layout, control
+    │   │                       characters, too big, duplicate or too many signatures
+    │   ├── UnverifiedNote      well formed, but signed by no known key (unknown keys only)
+    │   └── BadSignature        a known key's signature does not verify: the whole note is refused
+    └── CheckpointError     a checkpoint that is not exactly C2SP tlog-checkpoint text, or not
+                            the origin the caller expected (audit.checkpoint_format)
 
 Chain breaks are not exceptions: verification returns a :class:`audit.verify.VerifyResult`.
 """
@@ -18,13 +34,23 @@ from __future__ import annotations
 __all__ = [
     "AuditError",
     "AuthError",
+    "BadSignature",
+    "CheckpointError",
     "CheckpointKeyError",
     "Forbidden",
     "InvalidQuery",
+    "InvalidRange",
+    "MalformedNote",
+    "MerkleError",
+    "MissingNode",
     "NotFound",
+    "NoteError",
+    "NoteKeyError",
+    "ProofError",
     "TokenError",
     "TooManyAttempts",
     "Unauthenticated",
+    "UnverifiedNote",
 ]
 
 
@@ -64,3 +90,43 @@ class TooManyAttempts(AuthError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MerkleError(AuditError):
+    pass
+
+
+class InvalidRange(MerkleError):
+    pass
+
+
+class MissingNode(MerkleError):
+    pass
+
+
+class ProofError(MerkleError):
+    pass
+
+
+class NoteError(AuditError):
+    pass
+
+
+class NoteKeyError(NoteError):
+    pass
+
+
+class MalformedNote(NoteError):
+    pass
+
+
+class UnverifiedNote(NoteError):
+    pass
+
+
+class BadSignature(NoteError):
+    pass
+
+
+class CheckpointError(AuditError):
+    pass
