@@ -23,6 +23,7 @@ How to use (the sequencer, the proof API, the offline verifier)::
     plan = inclusion_plan(index, size)      # or consistency_plan(size1, size2), root_plan(size)
     rows = fetch(plan.nodes)                # complete subtrees only: (level, index) -> hash
     proof = assemble(plan, rows)            # exactly RFC 9162 2.1.3.1 PATH / 2.1.4.1 PROOF
+    root = assemble(root_plan(size), rows)[0]   # the root at any past size, same way
 
     # Anyone: verify (raises audit.errors.ProofError with the reason; returns None when good).
     verify_inclusion(leaf_hash, index, size, proof, root)
