@@ -1,6 +1,24 @@
-"""The canonical encoding of an audit row, and the chain hash built on it.
+"""The canonical encodings of a delivery: the Merkle leaf (``LHleaf1``) and the legacy chain (``LHv1``).
 
-Format ``LHv1`` (stable forever; a change means a new version tag and a verifier for both):
+Both are stable forever; a change means a new version tag and a verifier for both.
+
+Leaf format ``LHleaf1`` (every delivery appended since the transparency log, migration 0020)::
+
+    leaf_hash = SHA-256( 0x00 || b"LHleaf1" || field_1 || ... || field_16 )     (RFC 6962 leaf)
+
+with the fields, in exactly this order,
+
+    id, received_at_us, provider, endpoint, account, event_id, event_type, event_created,
+    object_id, origin, source_address, content_type, headers_sha256, verification,
+    body_sha256, body_size
+
+encoded as below. The leaf commits to DIGESTS of the headers (SHA-256 of the exact JSON text
+stored) and of the body, plus the body's size, never to their bytes: a body or its headers can
+later be erased without breaking any proof, and proving one delivery needs none of the others'
+bytes. ``duplicate_of`` is not in the leaf: it is derived (the first delivery of the same event
+key, ``audit.events``) and ``ledgerhook verify`` checks it against that table.
+
+Legacy chain format ``LHv1`` (rows appended before migration 0020; they are the first leaves):
 
     row_hash = SHA-256( prev_hash || b"LHv1" || field_1 || field_2 || ... || field_15 )
 
@@ -29,16 +47,19 @@ import msgspec
 
 __all__ = [
     "GENESIS",
+    "LEAF_VERSION",
     "VERSION",
     "ChainFields",
+    "LeafFields",
     "encode",
-    "encode_fixed",
+    "encode_leaf",
+    "leaf_hash",
     "micros",
     "row_hash",
-    "row_hash_from_parts",
 ]
 
 VERSION = b"LHv1"
+LEAF_VERSION = b"LHleaf1"
 GENESIS = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -62,6 +83,27 @@ class ChainFields(msgspec.Struct, frozen=True, kw_only=True):
     verification: str
     duplicate_of: int | None
     body_sha256: bytes
+
+
+class LeafFields(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything of a delivery that its Merkle leaf commits to."""
+
+    id: int
+    received_at: datetime
+    provider: str
+    endpoint: str
+    account: str
+    event_id: str
+    event_type: str
+    event_created: int
+    object_id: str | None
+    origin: str
+    source_address: str | None
+    content_type: str | None
+    headers_sha256: bytes
+    verification: str
+    body_sha256: bytes
+    body_size: int
 
 
 def micros(ts: datetime) -> int:
@@ -112,50 +154,31 @@ def row_hash(prev_hash: bytes, fields: ChainFields) -> bytes:
     return hashlib.sha256(prev_hash + encode(fields)).digest()
 
 
-def encode_fixed(
-    *,
-    received_at: datetime,
-    provider: str,
-    endpoint: str,
-    account: str,
-    event_id: str,
-    event_type: str,
-    event_created: int,
-    object_id: str | None,
-    origin: str,
-    source_address: str | None,
-    content_type: str | None,
-    headers: str,
-    verification: str,
-) -> bytes:
-    """Fields 2-14 of :func:`encode` (``received_at_us`` .. ``verification``), already encoded.
-
-    They do not depend on the row's place in the chain, so an appender encodes them before it
-    takes the chain lock and finishes with :func:`row_hash_from_parts`: same bytes, same hash.
-    """
-    return b"".join(
-        (
-            _field(micros(received_at)),
-            _field(provider),
-            _field(endpoint),
-            _field(account),
-            _field(event_id),
-            _field(event_type),
-            _field(event_created),
-            _field(object_id),
-            _field(origin),
-            _field(source_address),
-            _field(content_type),
-            _field(headers),
-            _field(verification),
+def encode_leaf(f: LeafFields) -> bytes:
+    """The leaf's data (``LHleaf1``); its RFC 6962 hash is :func:`leaf_hash`."""
+    return LEAF_VERSION + b"".join(
+        _field(v)
+        for v in (
+            f.id,
+            micros(f.received_at),
+            f.provider,
+            f.endpoint,
+            f.account,
+            f.event_id,
+            f.event_type,
+            f.event_created,
+            f.object_id,
+            f.origin,
+            f.source_address,
+            f.content_type,
+            f.headers_sha256,
+            f.verification,
+            f.body_sha256,
+            f.body_size,
         )
     )
 
 
-def row_hash_from_parts(
-    prev_hash: bytes, id: int, fixed: bytes, duplicate_of: int | None, body_sha256: bytes
-) -> bytes:
-    """:func:`row_hash` with fields 2-14 given pre-encoded by :func:`encode_fixed`."""
-    return hashlib.sha256(
-        b"".join((prev_hash, VERSION, _field(id), fixed, _field(duplicate_of), _field(body_sha256)))
-    ).digest()
+def leaf_hash(f: LeafFields) -> bytes:
+    """RFC 6962 leaf hash ``SHA-256(0x00 || LHleaf1 encoding)``."""
+    return hashlib.sha256(b"\x00" + encode_leaf(f)).digest()

@@ -4,6 +4,7 @@
     ├── NotFound            a delivery, rejection or checkpoint id that does not exist
     ├── InvalidQuery        a filter or cursor the caller got wrong (HTTP 400)
     ├── CheckpointKeyError  no usable checkpoint key (production without LEDGERHOOK_CHECKPOINT_KEY)
+    ├── NotVerified         a checkpoint was asked for but the log does not verify (HTTP 409)
     ├── TokenError          a token CLI request that cannot be done (name taken, unknown name)
     ├── AuthError           the read/ops API refused a request
     │   ├── Unauthenticated     missing, malformed, unknown or revoked bearer token (HTTP 401)
@@ -26,7 +27,7 @@
     └── CheckpointError     a checkpoint that is not exactly C2SP tlog-checkpoint text, or not
                             the origin the caller expected (audit.checkpoint_format)
 
-Chain breaks are not exceptions: verification returns a :class:`audit.verify.VerifyResult`.
+A broken log is not an exception: verification returns a :class:`audit.verify.VerifyResult`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "MerkleError",
     "MissingNode",
     "NotFound",
+    "NotVerified",
     "NoteError",
     "NoteKeyError",
     "ProofError",
@@ -63,6 +65,10 @@ class NotFound(AuditError):
 
 
 class InvalidQuery(AuditError):
+    pass
+
+
+class NotVerified(AuditError):
     pass
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from audit.chain import Appended, NewDelivery, append_deliveries
+from audit.append import Appended, NewDelivery, append_deliveries
 from audit.dbtypes import Conn
 from audit.errors import InvalidQuery, NotFound
 
@@ -381,7 +381,7 @@ async def processed_table_exists(conn: Conn) -> bool:
 
 
 async def append_delivery(conn: Conn, d: NewDelivery) -> Appended:
-    """Append one delivery (a batch of one); see :func:`audit.chain.append_deliveries`."""
+    """Append one delivery (a batch of one); see :func:`audit.append.append_deliveries`."""
     (appended,) = await append_deliveries(conn, [d])  # type: ignore[arg-type]
     return appended
 

@@ -23,7 +23,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
 from audit.auth import require_role
-from audit.checkpoints import Checkpoint, list_checkpoints, load_key
+from audit.checkpoints import log_origin, public_key
 from audit.errors import InvalidQuery
 from audit.export import ExportFormat, export_chunks
 from audit.repository import (
@@ -43,7 +43,6 @@ from audit.repository import (
     object_timeline,
     page_size,
 )
-from audit.verify import verify_chain
 from ledgerhook.settings import Settings
 
 __all__ = ["routes"]
@@ -224,8 +223,8 @@ class _ExportOperation(Operation):
         self.responses = {
             **(self.responses or {}),
             "200": OpenAPIResponse(
-                description="JSON Lines (format=jsonl) or CSV (format=csv), ending with the chain "
-                "head and the latest signed checkpoint",
+                description="JSON Lines (format=jsonl) or CSV (format=csv), proved against the "
+                "latest signed checkpoint",
                 content={"application/x-ndjson": text, "text/csv": text},
             ),
         }
@@ -238,17 +237,20 @@ class _ExportOperation(Operation):
 )
 async def export(
     request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
     f: NamedDependency[DeliveryFilter],
     format: FromQuery[ExportFormat] = "jsonl",
 ) -> Stream:
-    """Streaming export (JSON Lines or CSV) with body and chain hashes, chain head and the latest
-    signed checkpoint, verifiable offline with ``ledgerhook verify --export FILE``."""
+    """Streaming export (JSON Lines or CSV) of the leaves of the latest signed checkpoint, with
+    bodies, leaf hashes and (filtered) inclusion proofs, verifiable offline with
+    ``ledgerhook verify --export FILE --public-key KEY``."""
     _only(request, _FILTER_PARAMS | {"format"})
+    origin, key = log_origin(settings), public_key(request.app.state.signer)
 
     async def chunks() -> AsyncIterator[bytes]:
         async with pool.acquire() as conn:
-            async for chunk in export_chunks(conn, f, format):
+            async for chunk in export_chunks(conn, f, format, origin=origin, public_key=key):
                 yield chunk
 
     media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
@@ -257,77 +259,6 @@ async def export(
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="ledgerhook-export.{format}"'},
     )
-
-
-class VerifyOut(msgspec.Struct, frozen=True, kw_only=True):
-    ok: bool
-    checked: int
-    head_id: int
-    head_hash: str
-    started_after: int
-    checkpoints_checked: int
-    first_bad_id: int | None
-    reason: str | None
-    summary: str
-
-
-@get("/verify")
-async def verify(
-    request: Request[Any, Any, Any],
-    settings: NamedDependency[Settings],
-    pool: NamedDependency[asyncpg.Pool],
-    from_checkpoint: Annotated[int | None, QueryParameter(ge=1)] = None,
-) -> VerifyOut:
-    """Walk the hash chain (from a signed checkpoint if given) and report the first broken row."""
-    _only(request, frozenset({"from_checkpoint"}))
-    key = load_key(settings)
-    async with pool.acquire() as conn:
-        result = await verify_chain(conn, key=key, from_checkpoint=from_checkpoint)  # type: ignore[arg-type]
-    return VerifyOut(
-        ok=result.ok,
-        checked=result.checked,
-        head_id=result.head_id,
-        head_hash=result.head_hash.hex(),
-        started_after=result.started_after,
-        checkpoints_checked=result.checkpoints_checked,
-        first_bad_id=result.first_bad_id,
-        reason=result.reason,
-        summary=result.describe(),
-    )
-
-
-class CheckpointOut(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
-    created_at: datetime
-    delivery_id: int
-    chain_hash: str
-    row_count: int
-    key_id: str
-    signature: str
-
-    @classmethod
-    def of(cls, cp: Checkpoint) -> CheckpointOut:
-        return cls(
-            id=cp.id,
-            created_at=cp.created_at,
-            delivery_id=cp.delivery_id,
-            chain_hash=cp.chain_hash.hex(),
-            row_count=cp.row_count,
-            key_id=cp.key_id,
-            signature=cp.signature.hex(),
-        )
-
-
-@get("/checkpoints")
-async def checkpoints(
-    request: Request[Any, Any, Any],
-    pool: NamedDependency[asyncpg.Pool],
-    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-) -> list[CheckpointOut]:
-    """Signed checkpoints of the chain head, newest first (an auditor may copy them out)."""
-    _only(request, frozenset({"limit"}))
-    async with pool.acquire() as conn:
-        return [CheckpointOut.of(cp) for cp in await list_checkpoints(conn, limit=limit)]  # type: ignore[arg-type]
 
 
 @get("/access-log")
@@ -360,8 +291,6 @@ routes: list[Any] = [
             timeline,
             rejections,
             export,
-            verify,
-            checkpoints,
             access_log,
         ],
         guards=[require_role("auditor")],

@@ -47,7 +47,9 @@ if not FIXTURES.exists():  # a clone inside another folder: shared/ sits beside 
 STRIPE_SECRET = "whsec_test_primary_0123456789abcdef"
 STRIPE_SECRET_OLD = "whsec_test_rotated_out_fedcba9876543210"
 CHARGEBEE_AUTH = "cbhook:s3cret-pass"
-CHECKPOINT_KEY = "test-checkpoint-key-not-secret-0123456789"
+# The log's Ed25519 checkpoint key in tests (seed 00..1f: not a secret), and its public key.
+CHECKPOINT_KEY = "PRIVATE+KEY+ledgerhook-test+6ad2e03b+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+PUBLIC_KEY = "ledgerhook-test+6ad2e03b+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

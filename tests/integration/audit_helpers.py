@@ -1,12 +1,17 @@
-"""Building deliveries for audit-store tests."""
+"""Building deliveries for audit-store tests, and integrating them as the sequencer would."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import asyncpg
 import msgspec
 
-from audit.chain import NewDelivery
+from audit.append import NewDelivery
+from audit.note import Signer, parse_signer_key
+from audit.sequencer import integrate_once, load_state
+from tests.conftest import CHECKPOINT_KEY
 
 
 def delivery(
@@ -38,3 +43,24 @@ def delivery(
         verification="stripe-v1:key=test",
         body=raw,
     )
+
+
+async def integrate(conn: asyncpg.Connection | Any, batch: int = 5000) -> int:
+    """Run the sequencer's integration until nothing is left (what the worker does in the
+    background); returns how many deliveries became leaves."""
+    state = await load_state(conn)
+    total = 0
+    while True:
+        state, done = await integrate_once(conn, state, batch)
+        if done is None:
+            return total
+        total += len(done.delivery_ids)
+
+
+async def integrate_pool(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as conn:
+        return await integrate(conn)
+
+
+def log_signer() -> Signer:
+    return parse_signer_key(CHECKPOINT_KEY)
