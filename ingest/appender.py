@@ -1,17 +1,13 @@
 """Group commit: concurrent deliveries share one transaction, and nobody hears 2xx before it commits.
 
 One writer task per process takes everything queued (up to ``max_batch``) and appends it with
-:func:`audit.chain.append_deliveries` in ONE transaction, then resolves each waiting request's
-future with its row. While one batch commits, the next one accumulates, so under load each
-transaction (and its fsync, and its turn on the chain lock) is shared by many requests; with one
-request in flight a delivery waits for exactly one short transaction.
+:func:`audit.append.append_deliveries`: ONE statement, one transaction, one fsync for the whole
+batch. While batches commit, the next ones accumulate, so under load each transaction is shared
+by many requests; with one request in flight a delivery waits for exactly one short transaction.
 
-Each batch is ONE statement (:func:`audit.chain.append_prepared`), hashed against the head the
-batches before it will leave. Up to ``pipeline`` batches are in flight at once, each on its own
-connection: the next one is already in PostgreSQL, queued on the chain lock, when the previous
-commits, instead of waiting for its answer to reach this busy event loop before being sent. A
-guess that turns out wrong (a batch before it failed, another process appended) costs a retry
-against the actual head, never a wrong chain.
+Up to ``pipeline`` batches are in flight at once, each on its own connection. Nothing orders
+them (the log's order is the sequencer's, later), so they commit side by side in PostgreSQL,
+and so do the batches of every other API process.
 
 Failure rules, all answered 503 so the provider retries:
 - more than ``max_pending`` deliveries waiting or committing in this process -> :class:`Overloaded`
@@ -20,8 +16,6 @@ Failure rules, all answered 503 so the provider retries:
   batch; the transaction rolled back, so none of them is stored;
 - no commit within ``commit_timeout`` -> :class:`CommitTimeout`. The batch may still commit
   later; the provider's retry is then stored as a duplicate row, which is harmless.
-
-``on_commit`` runs after the commit with the appended rows (the Redis wake-up); it must not block.
 """
 
 from __future__ import annotations
@@ -29,18 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import asyncpg
 
-from audit.chain import (
-    Appended,
-    NewDelivery,
-    PreparedAppend,
-    append_deliveries,
-    append_prepared,
-)
+from audit.append import Appended, NewDelivery, append_deliveries
 from ingest.errors import CommitFailed, CommitTimeout, Overloaded
 from ledgerhook import metrics
 
@@ -68,14 +55,12 @@ class Appender:
         max_batch: int,
         max_pending: int,
         commit_timeout: float,
-        on_commit: Callable[[Sequence[Appended]], None] | None = None,
         pipeline: int = 1,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._commit_timeout = commit_timeout
-        self._on_commit = on_commit
         self._queue: deque[tuple[NewDelivery, asyncio.Future[Appended]]] = deque()
         self._committing = 0
         self._wake = asyncio.Event()
@@ -85,9 +70,6 @@ class Appender:
         self._inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: list[Any] = []  # pool connections kept between batches (one per slot)
-        # (id, row_hash) the chain head will have once the batches sent so far have landed, or
-        # None when unknown (start, failure): then a batch is sent alone and reads the head.
-        self._head: tuple[int, bytes] | None = None
 
     @property
     def pending(self) -> int:
@@ -149,10 +131,7 @@ class Appender:
 
     async def _run(self) -> None:
         while True:
-            blocked = self._inflight >= self._max_inflight or (
-                self._head is None and self._inflight > 0
-            )
-            if not self._queue or blocked:
+            if not self._queue or self._inflight >= self._max_inflight:
                 if self._closing and not self._queue and not self._inflight:
                     return
                 self._wake.clear()
@@ -160,44 +139,24 @@ class Appender:
                 continue
             n = min(len(self._queue), self._max_batch)
             batch = [self._queue.popleft() for _ in range(n)]
-            prepared: PreparedAppend | None = None
-            if self._head is not None:
-                # Hashed against the head the batches in flight will leave: sent at once, it
-                # waits in PostgreSQL for the chain lock instead of here for their answers.
-                try:
-                    prepared = PreparedAppend([d for d, _ in batch], self._head)
-                except Exception:  # never let one bad batch end the writer
-                    log.exception("could not prepare a group commit of %d deliveries", n)
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(CommitFailed("the delivery could not be stored"))
-                    continue
-                self._head = prepared.head_after
             self._inflight += 1
             self._committing += n
-            task = asyncio.create_task(self._commit(batch, prepared))
+            task = asyncio.create_task(self._commit(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _commit(
-        self,
-        batch: list[tuple[NewDelivery, asyncio.Future[Appended]]],
-        prepared: PreparedAppend | None,
-    ) -> None:
+    async def _commit(self, batch: list[tuple[NewDelivery, asyncio.Future[Appended]]]) -> None:
         try:
             conn: Any = None
             try:
                 conn = await self._connection()
-                c = cast(asyncpg.Connection, conn)
-                if prepared is None:
-                    results = await append_deliveries(c, [d for d, _ in batch])
-                else:
-                    results = await append_prepared(c, prepared)
+                results = await append_deliveries(
+                    cast(asyncpg.Connection, conn), [d for d, _ in batch]
+                )
                 self._idle.append(conn)
             except Exception as exc:
                 if conn is not None:
                     await self._release(conn)
-                self._head = None  # re-read under the lock by the next batch sent alone
                 log.error(
                     "group commit of %d deliveries failed: %s: %s",
                     len(batch),
@@ -208,22 +167,10 @@ class Appender:
                     if not fut.done():
                         fut.set_exception(CommitFailed("the audit log is unavailable"))
                 return
-            last = (results[-1].id, results[-1].row_hash)
-            if prepared is None:
-                self._head = last
-            elif last != prepared.head_after:
-                # Landed elsewhere than expected (another writer, or a batch before it failed):
-                # what is in flight was hashed for a head that is gone; start again from PostgreSQL.
-                self._head = None
             metrics.commit_batch_size.observe(len(batch))
             for (_, fut), row in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(row)
-            if self._on_commit is not None:
-                try:
-                    self._on_commit(results)
-                except Exception:
-                    log.exception("post-commit hook failed")
         finally:
             self._inflight -= 1
             self._committing -= len(batch)

@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from ingest.runtime import IngestRuntime
+from ledgerhook.log_gauges import exposition
 from ledgerhook.metrics import CONTENT_TYPE_LATEST, render
 
 __all__ = ["health_routes"]
@@ -63,9 +64,11 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
 
 
 @get("/metrics", name="metrics", include_in_schema=False)
-async def metrics_exposition() -> Response[bytes]:
-    """Prometheus text format, aggregated across server processes."""
-    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics_exposition(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text format: process metrics aggregated across server processes (and the
+    worker's under ``ledgerhook run``), plus the log's state read from PostgreSQL."""
+    runtime: IngestRuntime = request.app.state.ingest
+    return Response(render() + await exposition(runtime.pool), media_type=CONTENT_TYPE_LATEST)
 
 
 health_routes = [live, ready, metrics_exposition]

@@ -1,7 +1,7 @@
 """The ingest edge's long-lived parts, opened in the app's lifespan and reached via ``app.state``.
 
-Order matters on shutdown: stop accepting, commit what is queued, let wake-ups finish (bounded),
-write pending rejection records, then close Redis. The PostgreSQL pool is the app's and is closed
+Order matters on shutdown: stop accepting, commit what is queued, write pending rejection
+records, then close Redis (used for the readiness report only: ingest never waits for Redis). The PostgreSQL pool is the app's and is closed
 after this (the app lifespan that opened it exits last).
 """
 
@@ -19,8 +19,8 @@ from litestar import Litestar
 from ingest.appender import Appender
 from ingest.errors import Rejected
 from ingest.rejection_log import RejectionContext, RejectionLog
-from ingest.wakeup import Waker, arq_redis
 from ledgerhook.settings import EndpointSettings, Settings
+from ledgerhook.wakeup import arq_redis
 
 __all__ = ["IngestRuntime", "ingest_lifespan", "record_rejection"]
 
@@ -34,14 +34,12 @@ class IngestRuntime:
         self.endpoints: dict[tuple[str, str], EndpointSettings] = {
             (e.provider, e.name): e for e in settings.all_endpoints()
         }
-        self.redis: ArqRedis = arq_redis(settings, timeout=settings.ingest.enqueue_timeout_seconds)
-        self.waker = Waker(settings, self.redis)
+        self.redis: ArqRedis = arq_redis(settings, timeout=settings.redis_timeout_seconds)
         self.appender = Appender(
             pool,
             max_batch=settings.ingest.max_batch,
             max_pending=settings.ingest.max_pending,
             commit_timeout=settings.ingest.commit_timeout_seconds,
-            on_commit=self.waker.wake,
             pipeline=settings.ingest.commit_pipeline,
         )
         self.rejections = RejectionLog(pool, settings.ingest)
@@ -52,7 +50,6 @@ class IngestRuntime:
 
     async def stop(self) -> None:
         await self.appender.stop(self.settings.ingest.commit_timeout_seconds)
-        await self.waker.drain(self.settings.ingest.enqueue_timeout_seconds + 0.5)
         await self.rejections.stop()
         await self.redis.aclose(close_connection_pool=True)
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 
-from audit.chain import NewDelivery
+from audit.append import NewDelivery
 from ingest.body import check_headers, declared_length, read_body
 from ingest.errors import (
     BodyTimeout,

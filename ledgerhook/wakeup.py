@@ -1,16 +1,16 @@
-"""Waking the workers after commit: one arq job per group commit, best effort.
+"""Waking the workers when deliveries are integrated: one arq job per integrated batch, best effort.
 
-Redis is a wake-up, not a store: the delivery is already committed when this runs, so a failure
-here loses nothing (the processors' sweeper finds committed deliveries that were never processed).
-Each batch is enqueued by a background task, so no response waits for Redis; the task gives up
-after ``enqueue_timeout_seconds`` and counts what it could not send in
-``ledgerhook_enqueue_failures_total``. The Redis client connects lazily: ingest starts and accepts
-deliveries with Redis down.
+Deliveries are applied in the log's order (leaf order), so the sequencer wakes the workers after
+each batch it integrates (``audit.sequencer``). Redis is a wake-up, not a store: the batch is
+already committed when this runs, so a failure here loses nothing (the processors' sweeper finds
+integrated deliveries that were never processed). Each wake-up is sent by a background task, so
+the sequencer never waits for Redis; the task gives up after ``redis_timeout_seconds`` and counts
+what it could not send in ``ledgerhook_enqueue_failures_total``. The Redis client connects lazily.
 
-The job carries the lowest delivery id of the commit; the worker that takes it drains every
-pending delivery from PostgreSQL in id order (``processors.batcher``). Measured end to end, one
+The job carries the delivery id of the batch's first leaf; the worker that takes it drains every
+pending delivery from PostgreSQL in leaf order (``processors.batcher``). Measured end to end, one
 job per delivery cost more CPU (API, Redis and worker) than anything else on the way: sustained
-rate 0.41x -> 0.56x of the ingest maximum with this change.
+rate 0.41x -> 0.56x of the ingest maximum with one job per batch.
 
 Jobs are written with ONE Lua script call that writes exactly what
 ``ArqRedis.enqueue_job(PROCESS_DELIVERY, id, _job_id=job_id(settings, id))`` writes (the msgpack job
@@ -32,7 +32,6 @@ from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import ConnectionPool
 
-from audit.chain import Appended
 from ledgerhook import metrics
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, job_id, serialize
 from ledgerhook.settings import Settings
@@ -77,21 +76,21 @@ class Waker:
     def __init__(self, settings: Settings, redis: ArqRedis) -> None:
         self._settings = settings
         self._redis = redis
-        self._timeout = settings.ingest.enqueue_timeout_seconds
+        self._timeout = settings.redis_timeout_seconds
         self._tasks: set[asyncio.Task[None]] = set()
         self._script = redis.register_script(_ENQUEUE)
 
-    def wake(self, rows: Sequence[Appended]) -> None:
-        """Schedule the wake-up of ``rows``; returns at once.
+    def wake(self, delivery_ids: Sequence[int]) -> None:
+        """Schedule the wake-up for an integrated batch, given in leaf order; returns at once.
 
-        One job per group commit, for its lowest delivery id: a woken worker applies that
-        delivery and drains every other pending one from PostgreSQL in id order
-        (``processors.batcher``), so a job per delivery would only cost Redis, this process and
-        the worker CPU per delivery. Anything a worker does not reach is the sweeper's, as always.
+        One job per batch, for its first delivery: a woken worker applies that delivery and
+        drains every other pending one from PostgreSQL in leaf order (``processors.batcher``),
+        so a job per delivery would only cost Redis, this process and the worker CPU per
+        delivery. Anything a worker does not reach is the sweeper's, as always.
         """
-        if not rows:
+        if not delivery_ids:
             return
-        task = asyncio.create_task(self._enqueue([min(r.id for r in rows)]))
+        task = asyncio.create_task(self._enqueue([delivery_ids[0]]))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import msgspec
 
-from audit.checkpoints import key_id
 from ingest.errors import InvalidEnvelope
 
 __all__ = [
@@ -42,8 +42,8 @@ class VerifiedDelivery(msgspec.Struct, frozen=True, kw_only=True):
 
 @lru_cache(maxsize=256)
 def fingerprint(secret: str) -> str:
-    """Names a configured secret without revealing it (same scheme as checkpoint key ids)."""
-    return key_id(secret.encode())
+    """Names a configured secret without revealing it (the scheme stored verifications use)."""
+    return hashlib.sha256(b"ledgerhook-key-id|" + secret.encode()).hexdigest()[:16]
 
 
 def check_utf8(body: bytes) -> None:
