@@ -1,10 +1,11 @@
 """Gathering the facts the rules read, from PostgreSQL (the only I/O the rules depend on).
 
-Tailing rules: ``processors.anomalies.id`` is a plain sequence whose values commit out of order,
-so unseen anomalies are found by anti-join against ``alerts.seen_anomalies`` (a tracking row per
-anomaly), never by "id > last id". ``audit.deliveries.id`` is gap-free and commits in order (the
-chain lock), so the processing-lag scan keeps a low-water mark in ``alerts.cursors``: every
-delivery at or below it had a ``processors.processed`` row when it was last looked at.
+Tailing rules: ``processors.anomalies.id`` and ``audit.deliveries.id`` are plain sequences whose
+values commit out of order, so unseen anomalies are found by anti-join against
+``alerts.seen_anomalies`` (a tracking row per anomaly), never by "id > last id", and "delivered
+later" means a later leaf. Leaf indexes (``audit.leaves``) are gap-free and commit in order (the
+sequencer), so the processing-lag scan keeps a low-water mark in ``alerts.cursors``: every leaf
+below it had a ``processors.processed`` row when it was last looked at.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from alerts.model import (
     DeadLetters,
     EndpointActivity,
     Facts,
+    IntegrationBacklog,
     RejectionCount,
     Unprocessed,
+    VerificationStatus,
 )
 from audit.dbtypes import Conn
+from audit.sequencer import integration_backlog
 from ledgerhook.settings import Settings
 
 __all__ = ["gather", "mark_anomalies_seen"]
 
 _ANOMALY_BATCH = 5000
 _LOW_WATER = "processed_low_water"
+_LATE_LEAVES = "merge_delay_leaves"
 _SILENCE_LOOKBACK = 86_400
 _COUNT_CAP = 100_000
 
@@ -40,9 +45,12 @@ async def unseen_anomalies(conn: Conn) -> tuple[Anomaly, ...]:
                a.event_type, a.event_created, a.created_at,
                (a.kind = 'missing_predecessor' AND EXISTS (
                     SELECT 1 FROM audit.deliveries d
+                    JOIN audit.leaves l ON l.delivery_id = d.id
                     WHERE d.provider = a.provider AND d.object_id = a.object_id
-                      AND d.account = a.account AND d.id > a.delivery_id
-                      AND d.event_created <= a.event_created AND d.duplicate_of IS NULL
+                      AND d.account = a.account AND d.event_created <= a.event_created
+                      AND d.duplicate_of IS NULL
+                      AND l.leaf_index > (SELECT la.leaf_index FROM audit.leaves la
+                                          WHERE la.delivery_id = a.delivery_id)
                )) AS predecessor_arrived
         FROM processors.anomalies a
         WHERE NOT EXISTS (SELECT 1 FROM alerts.seen_anomalies s WHERE s.anomaly_id = a.id)
@@ -159,18 +167,20 @@ async def oldest_unprocessed(conn: Conn, now: datetime) -> Unprocessed | None:
         "SELECT position FROM alerts.cursors WHERE name = $1", _LOW_WATER
     )
     row = await conn.fetchrow(
-        "SELECT d.id, d.provider, d.received_at FROM audit.deliveries d WHERE d.id > $1 "
-        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id) "
-        "ORDER BY d.id LIMIT 1",
+        "SELECT l.leaf_index, l.delivery_id, d.provider, l.received_at FROM audit.leaves l "
+        "JOIN audit.deliveries d ON d.id = l.delivery_id AND d.received_at = l.received_at "
+        "WHERE l.leaf_index >= $1 "
+        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = l.delivery_id) "
+        "ORDER BY l.leaf_index LIMIT 1",
         low,
     )
     if row is None:
-        head = await conn.fetchval(
-            "SELECT coalesce(max(id), 0) FROM audit.deliveries WHERE id > $1", low
+        size = await conn.fetchval(
+            "SELECT coalesce(max(leaf_index) + 1, 0) FROM audit.leaves WHERE leaf_index >= $1", low
         )
-        new_low = max(low, head or 0)
+        new_low = max(low, size or 0)
     else:
-        new_low = row["id"] - 1
+        new_low = row["leaf_index"]
     if new_low != low:
         await conn.execute(
             "UPDATE alerts.cursors SET position = $2, updated_at = $3 WHERE name = $1 AND position < $2",
@@ -181,14 +191,67 @@ async def oldest_unprocessed(conn: Conn, now: datetime) -> Unprocessed | None:
     if row is None:
         return None
     count = await conn.fetchval(
-        "SELECT count(*) FROM (SELECT 1 FROM audit.deliveries d WHERE d.id >= $1 "
-        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id) "
+        "SELECT count(*) FROM (SELECT 1 FROM audit.leaves l WHERE l.leaf_index >= $1 "
+        "AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = l.delivery_id) "
         "LIMIT $2) capped",
-        row["id"],
+        row["leaf_index"],
         _COUNT_CAP,
     )
     return Unprocessed(
-        delivery_id=row["id"], provider=row["provider"], received_at=row["received_at"], count=count
+        delivery_id=row["delivery_id"],
+        provider=row["provider"],
+        received_at=row["received_at"],
+        count=count,
+    )
+
+
+async def latest_verification(conn: Conn) -> VerificationStatus | None:
+    """The latest verification run of the log, whoever ran it (worker, CLI, checkpointing)."""
+    r = await conn.fetchrow(
+        "SELECT ok, tree_size, finished_at, source, first_bad, reason "
+        "FROM audit.verification_runs ORDER BY id DESC LIMIT 1"
+    )
+    return None if r is None else VerificationStatus(**dict(r))
+
+
+async def integration(conn: Conn, settings: Settings, now: datetime) -> IntegrationBacklog:
+    """Deliveries waiting for the tree now, and leaves integrated late since the last look."""
+    delay = settings.tlog.max_merge_delay_seconds
+    pending, oldest = await integration_backlog(conn)
+    await conn.execute(
+        "INSERT INTO alerts.cursors (name, created_at, updated_at) VALUES ($1, $2, $2) "
+        "ON CONFLICT DO NOTHING",
+        _LATE_LEAVES,
+        now,
+    )
+    start: int = await conn.fetchval(
+        "SELECT position FROM alerts.cursors WHERE name = $1", _LATE_LEAVES
+    )
+    late = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE lag > $2) AS n, "
+        "max(lag) FILTER (WHERE lag > $2) AS worst, "
+        "min(delivery_id) FILTER (WHERE lag > $2) AS first, max(leaf_index) AS top "
+        "FROM (SELECT leaf_index, delivery_id, "
+        "extract(epoch FROM integrated_at - received_at)::float8 AS lag "
+        "FROM audit.leaves WHERE leaf_index >= $1) x",
+        start,
+        delay,
+    )
+    assert late is not None
+    if late["top"] is not None:
+        await conn.execute(
+            "UPDATE alerts.cursors SET position = $2, updated_at = $3 WHERE name = $1",
+            _LATE_LEAVES,
+            late["top"] + 1,
+            now,
+        )
+    return IntegrationBacklog(
+        max_merge_delay_seconds=delay,
+        pending=pending,
+        oldest_received_at=oldest,
+        late_leaves=late["n"] or 0,
+        max_late_seconds=late["worst"] or 0.0,
+        first_late_delivery=late["first"],
     )
 
 
@@ -204,4 +267,6 @@ async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
         ),
         dead_letters=await dead_letters(conn),
         oldest_unprocessed=await oldest_unprocessed(conn, now),
+        verification=await latest_verification(conn),
+        integration=await integration(conn, settings, now),
     )

@@ -82,12 +82,16 @@ async def _check_endpoint(
         after: int = await conn.fetchval(
             "SELECT position FROM alerts.cursors WHERE name = $1", cursor
         )
+        # In the log's order (leaf order; the cursor is the next leaf to look at): delivery ids
+        # are not commit-ordered, so tailing them could skip a late commit.
         rows = await conn.fetch(
-            "SELECT d.id, d.event_id, d.body FROM audit.deliveries d WHERE d.id > $1 "
+            "SELECT l.leaf_index, d.id, d.event_id, d.body FROM audit.leaves l "
+            "JOIN audit.deliveries d ON d.id = l.delivery_id AND d.received_at = l.received_at "
+            "WHERE l.leaf_index >= $1 "
             "AND d.provider = 'chargebee' AND d.endpoint = $2 AND d.origin = 'webhook' "
             "AND d.duplicate_of IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM alerts.fetch_back_checks c WHERE c.delivery_id = d.id) "
-            "ORDER BY d.id LIMIT $3",
+            "ORDER BY l.leaf_index LIMIT $3",
             after,
             endpoint,
             BATCH,
@@ -119,7 +123,7 @@ async def _check_endpoint(
                 fetched_sha,
             )
         checked += 1
-        last = r["id"]
+        last = r["leaf_index"] + 1
         if outcome != "match":
             mismatches.append(
                 FetchBackMismatch(

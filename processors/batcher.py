@@ -7,7 +7,8 @@ transaction, one commit (one fsync) and a fixed number of statements serve a who
 of one delivery, which is where the worker's time went (round trips and commits, not Python).
 
 With ``drain`` set (the worker sets it), a batch that has room is topped up with other
-unprocessed deliveries read from PostgreSQL in id order, and their (not yet started) jobs are
+unprocessed deliveries read from PostgreSQL in the log's order (leaf order: deliveries are
+applied once the sequencer has integrated them), and their (not yet started) jobs are
 then removed from the arq queue: arq's own cost per job (about six Redis round trips, four of
 them one after the other while it starts jobs) is otherwise the ceiling. "A job applies its own
 delivery and may apply others" keeps the contract (jobs take a delivery id; the sweeper still
@@ -33,7 +34,6 @@ from audit.dbtypes import Conn
 from ledgerhook.jobs import job_id
 from ledgerhook.settings import Settings
 from processors import repository as repo
-from processors.errors import DeliveryNotFound
 from processors.service import process_batch
 
 __all__ = ["Batcher"]
@@ -62,8 +62,8 @@ class Batcher:
         # arq's Redis and the settings naming the queue and job ids: where drained deliveries'
         # jobs are removed from.
         self._drain_to = drain
-        # Drain reads above this id: the sweeper's watermark at first, then lowered to any job
-        # below it and raised past what was read (see _top_up, _raise_floor).
+        # Drain reads above this leaf index: below the sweeper's watermark at first, then lowered
+        # to any job below it and raised past what was read (see _top_up, _raise_floor).
         self._floor: int | None = None
         self._inflight: set[int] = set()
         self._max_batch = max(max_batch, 1)
@@ -125,11 +125,12 @@ class Batcher:
         """
         batch = self._take()
         drained: list[int] = []
-        covered = 0
+        read: repo.DrainRead | None = None
         room = self._max_batch - len(batch)
         try:
             if self._drain_to is not None and room > 0:
-                drained, covered = await self._top_up(conn, batch)
+                read = await self._top_up(conn, batch)
+                drained = read.delivery_ids
             if not batch and not drained:
                 return False
             self._inflight.update(batch, drained)
@@ -157,52 +158,46 @@ class Batcher:
                     f.set_exception(r)
                 else:
                     f.set_result(r)
-        if self._drain_to is not None and room > 0:
-            self._raise_floor(list(batch), room, drained, results, covered)
+        if read is not None:
+            self._raise_floor(read, room)
         if drained:
             await self._remove_jobs(drained, results)
         return True
 
     async def _top_up(
         self, conn: Conn, batch: dict[int, list[asyncio.Future[str]]]
-    ) -> tuple[list[int], int]:
-        """Unprocessed ids to add to ``batch``, and the highest id the read looked at."""
+    ) -> repo.DrainRead:
+        """Unprocessed deliveries to add to ``batch``, read in leaf order above the floor."""
         if self._floor is None:
-            # Start from PostgreSQL, not from the first job: a queue can hold jobs for ids far
-            # ahead (or for another database), and the floor only moves down with jobs.
-            self._floor = await repo.sweep_watermark(conn)
-        if batch:
-            # A job below the floor (a retry, the sweeper re-enqueuing an old backlog) moves it
-            # down: the backlog behind it is then drained at batch speed, not job by job.
-            self._floor = min(self._floor, min(batch) - 1)
-        read_from = self._floor
-        ids = await repo.unprocessed_after(
+            # Start from PostgreSQL, not from the first job: a queue can hold jobs for deliveries
+            # far ahead (or for another database), and the floor only moves down with jobs.
+            self._floor = await repo.sweep_watermark(conn) - 1
+        read = await repo.drain_read(
             conn,
-            read_from,
+            self._floor,
             self._max_batch - len(batch),
             [*self._inflight, *batch, *self._pending],
+            list(batch),
         )
-        if ids:
-            self._floor = max(self._floor, ids[-1])
-        return ids, read_from + repo.DRAIN_WINDOW
+        # A job below the floor (a retry, the sweeper re-enqueuing an old backlog) moved it
+        # down in the read: the backlog behind it is then drained at batch speed.
+        self._floor = read.floor if read.last_leaf is None else max(read.floor, read.last_leaf)
+        return read
 
-    def _raise_floor(
-        self, batch: list[int], room: int, drained: list[int], results: Results, covered: int
-    ) -> None:
-        """After a read that found less than it had room for, move the floor past the batch.
+    def _raise_floor(self, read: repo.DrainRead, room: int) -> None:
+        """After a read that found less than it had room for, move the floor past the jobs.
 
-        The jobs' deliveries were committed before their jobs were enqueued, and ids commit in
-        order, so everything below the highest of them was visible to that read and was
-        returned, in flight, handed in or processed: up to ``covered``, the top of the window
-        the read looked at. Beyond it (a backlog deeper than the window) the read saw nothing,
-        so the floor stops there. Only ids found in the log count (a stale job may name an id
-        this database does not have yet).
+        Jobs name integrated deliveries (the sequencer wakes the workers after it commits a
+        batch; the sweeper re-enqueues leaves), and leaves commit in index order, so every leaf up
+        to the highest of the jobs' (``jobs_top``, read in the same snapshot) was visible to that
+        read: returned, in flight, handed in or processed. That holds up to the top of the window
+        the read looked at; beyond it (a backlog deeper than the window) the read saw nothing, so
+        the floor stops there.
         """
-        if self._floor is None or len(drained) >= room:
+        if self._floor is None or len(read.delivery_ids) >= room or read.jobs_top is None:
             return
-        found = [i for i in batch if not isinstance(results.get(i), DeliveryNotFound)]
-        if found:
-            self._floor = max(self._floor, min(max(found), covered))
+        covered = read.floor + repo.DRAIN_WINDOW
+        self._floor = max(self._floor, min(read.jobs_top, covered))
 
     async def _remove_jobs(
         self, drained: list[int], results: dict[int, str | BaseException]

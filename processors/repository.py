@@ -32,9 +32,11 @@ __all__ = [
     "AnomalyRow",
     "ChangeRow",
     "Delivery",
+    "DrainRead",
     "HistoryRow",
     "Outcome",
     "StateKey",
+    "drain_read",
     "event_settled",
     "fetch_deliveries",
     "fetch_delivery",
@@ -56,7 +58,6 @@ __all__ = [
     "save_states",
     "settlement",
     "sweep_watermark",
-    "unprocessed_after",
 ]
 
 TABLES: dict[ObjectType, str] = {
@@ -113,43 +114,69 @@ async def fetch_deliveries(conn: Conn, delivery_ids: Sequence[int]) -> dict[int,
 
 
 async def sweep_watermark(conn: Conn) -> int:
-    """The sweeper's watermark: every delivery at or below it had been processed when it ran."""
+    """The sweeper's watermark: every leaf below it had been processed when the sweeper ran."""
     value: int = await conn.fetchval("SELECT upto FROM processors.sweep_watermark")
     return value
 
 
-# How far above its floor one drain read looks (see :func:`unprocessed_after`).
+# How far above its floor one drain read looks (see :func:`drain_read`).
 DRAIN_WINDOW = 100_000
 
 
-async def unprocessed_after(
-    conn: Conn, after_id: int, limit: int, exclude: Sequence[int]
-) -> list[int]:
-    """Up to ``limit`` unprocessed delivery ids above ``after_id``, in id order.
+class DrainRead(msgspec.Struct, frozen=True, kw_only=True):
+    floor: int  # the floor the read started from (lowered below any job's leaf)
+    delivery_ids: list[int]  # unprocessed, in leaf order
+    last_leaf: int | None  # leaf index of the last one returned
+    jobs_top: int | None  # highest leaf index among the jobs' deliveries (None: none integrated)
 
-    Both sides are bounded by a window above ``after_id``: a prepared statement soon runs on a
-    generic plan, and with an open-ended ``id > $1`` (estimated a third of the table) that plan
-    was a sequential scan of the deliveries and of ``processed`` per call; without the bound on
-    ``processed`` the anti-join read it from its first row (measured: 7 ms at 10k rows, growing
-    with the table; 0.05 ms bounded). Deliveries beyond the window are left to their jobs.
+
+async def drain_read(
+    conn: Conn, floor: int, limit: int, exclude: Sequence[int], jobs: Sequence[int]
+) -> DrainRead:
+    """Up to ``limit`` unprocessed deliveries in leaf order above ``floor``, in ONE statement.
+
+    The floor first moves down below the leaf of any job in ``jobs`` (a retry, the sweeper
+    re-enqueuing an old backlog), so the backlog behind it drains at batch speed. The read is
+    bounded by a window above the floor: a prepared statement soon runs on a generic plan, and an
+    open-ended range was estimated a third of the table (a sequential scan per call). The
+    processed check is a per-row index probe (``OFFSET 0`` keeps PostgreSQL from turning it into
+    an anti-join that reads ``processors.processed`` whole). ``jobs_top`` comes from the same
+    snapshot as the read: leaves commit in index order, so every leaf up to it was visible.
     """
-    rows = await conn.fetch(
+    row = await conn.fetchrow(
         """
-        SELECT d.id FROM audit.deliveries d
-        WHERE d.id > $1 AND d.id <= $1 + $4::bigint AND d.id <> ALL($3::bigint[])
-          AND NOT EXISTS (
-              SELECT 1 FROM processors.processed p
-              WHERE p.delivery_id = d.id AND p.delivery_id > $1 AND p.delivery_id <= $1 + $4::bigint
-          )
-        ORDER BY d.id
-        LIMIT $2
+        WITH j AS (
+            SELECT min(leaf_index) AS lo, max(leaf_index) AS hi FROM audit.leaves
+            WHERE delivery_id = ANY($5::bigint[])
+        ), f AS (
+            SELECT least($1::bigint, coalesce((SELECT lo FROM j) - 1, $1::bigint)) AS floor
+        ), r AS (
+            SELECT l.leaf_index, l.delivery_id FROM audit.leaves l, f
+            WHERE l.leaf_index > f.floor AND l.leaf_index <= f.floor + $4::bigint
+              AND l.delivery_id <> ALL($3::bigint[])
+              AND NOT EXISTS (
+                  SELECT 1 FROM processors.processed p WHERE p.delivery_id = l.delivery_id OFFSET 0
+              )
+            ORDER BY l.leaf_index
+            LIMIT $2
+        )
+        SELECT (SELECT floor FROM f) AS floor, (SELECT hi FROM j) AS jobs_top,
+               array(SELECT delivery_id FROM r ORDER BY leaf_index) AS ids,
+               (SELECT max(leaf_index) FROM r) AS last_leaf
         """,
-        after_id,
+        floor,
         limit,
         list(exclude),
         DRAIN_WINDOW,
+        list(jobs),
     )
-    return [r["id"] for r in rows]
+    assert row is not None
+    return DrainRead(
+        floor=row["floor"],
+        delivery_ids=list(row["ids"]),
+        last_leaf=row["last_leaf"],
+        jobs_top=row["jobs_top"],
+    )
 
 
 async def lock_all(conn: Conn, keys: Sequence[str]) -> None:

@@ -1,11 +1,12 @@
-"""Find committed deliveries that have no processed row, so the worker can re-enqueue them.
+"""Find integrated deliveries that have no processed row, so the worker can re-enqueue them.
 
 Redis is only a wake-up: a job can be lost (Redis down at enqueue, a worker killed and its job
-expired). The audit log is the queue of record. The anti-join is kept cheap by a low watermark
-(``processors.sweep_watermark``): every delivery id up to it has a processed row. Ids are
-gap-free and commit in order (see :mod:`audit.chain`), and processed rows are never deleted, so
-once true of an id it stays true and the scan only reads the tail of the log. The scan runs in
-one REPEATABLE READ snapshot, so the watermark never passes a delivery it did not see.
+expired). The log is the queue of record, in its own order: deliveries are applied once the
+sequencer has made them leaves. The anti-join is kept cheap by a low watermark
+(``processors.sweep_watermark``): every leaf below it has a processed row. Leaf indexes are
+gap-free and commit in order (:mod:`audit.sequencer`), and processed rows are never deleted, so
+once true of a leaf it stays true and the scan only reads the tail of the tree. The scan runs in
+one REPEATABLE READ snapshot, so the watermark never passes a leaf it did not see.
 """
 
 from __future__ import annotations
@@ -34,26 +35,31 @@ async def scan(conn: Conn, *, older_than_seconds: float, limit: int) -> SweepRes
         mark: int = await conn.fetchval("SELECT upto FROM processors.sweep_watermark")
         rows = await conn.fetch(
             """
-            SELECT d.id, d.received_at FROM audit.deliveries d
-            WHERE d.id > $1
-              AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)
-            ORDER BY d.id
+            SELECT l.leaf_index, l.delivery_id, l.received_at FROM audit.leaves l
+            WHERE l.leaf_index >= $1
+              AND NOT EXISTS (
+                  SELECT 1 FROM processors.processed p WHERE p.delivery_id = l.delivery_id
+              )
+            ORDER BY l.leaf_index
             LIMIT $2
             """,
             mark,
             limit,
         )
         if rows:
-            new_mark = rows[0]["id"] - 1
+            new_mark = rows[0]["leaf_index"]
         else:
             new_mark = await conn.fetchval(
-                "SELECT coalesce(max(id), $1) FROM audit.deliveries WHERE id > $1", mark
+                "SELECT coalesce(max(leaf_index) + 1, $1) FROM audit.leaves WHERE leaf_index >= $1",
+                mark,
             )
         backlog = await conn.fetchrow(
             """
-            SELECT count(*) AS n, min(d.received_at) AS oldest FROM audit.deliveries d
-            WHERE d.id > $1
-              AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)
+            SELECT count(*) AS n, min(l.received_at) AS oldest FROM audit.leaves l
+            WHERE l.leaf_index >= $1
+              AND NOT EXISTS (
+                  SELECT 1 FROM processors.processed p WHERE p.delivery_id = l.delivery_id
+              )
             """,
             new_mark,
         )
@@ -65,7 +71,7 @@ async def scan(conn: Conn, *, older_than_seconds: float, limit: int) -> SweepRes
             "UPDATE processors.sweep_watermark SET upto = greatest(upto, $1)", new_mark
         )
     cutoff = older_than_seconds
-    due = [r["id"] for r in rows if (now - r["received_at"]).total_seconds() >= cutoff]
+    due = [r["delivery_id"] for r in rows if (now - r["received_at"]).total_seconds() >= cutoff]
     assert backlog is not None
     oldest = backlog["oldest"]
     return SweepResult(
