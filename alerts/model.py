@@ -17,17 +17,18 @@ from ledgerhook.settings import AlertSettings
 __all__ = [
     "RULES",
     "Anomaly",
-    "ChainStatus",
     "DeadLetters",
     "EndpointActivity",
     "Facts",
     "FetchBackMismatch",
     "Finding",
+    "IntegrationBacklog",
     "MissingEvent",
     "RejectionCount",
     "RuleName",
     "Severity",
     "Unprocessed",
+    "VerificationStatus",
 ]
 
 Severity = Literal["info", "warning", "critical"]
@@ -40,6 +41,7 @@ RuleName = Literal[
     "rejections",
     "processing",
     "integrity",
+    "merge_delay",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -50,6 +52,7 @@ RULES: tuple[RuleName, ...] = (
     "rejections",
     "processing",
     "integrity",
+    "merge_delay",
 )
 
 
@@ -111,12 +114,26 @@ class Unprocessed(msgspec.Struct, frozen=True, kw_only=True):
     count: int
 
 
-class ChainStatus(msgspec.Struct, frozen=True, kw_only=True):
+class VerificationStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest tree verification (``audit.verification_runs``)."""
+
     ok: bool
-    checked: int
-    head_id: int
-    first_bad_id: int | None = None
+    tree_size: int
+    finished_at: datetime
+    source: str
+    first_bad: str | None = None
     reason: str | None = None
+
+
+class IntegrationBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """Committed deliveries not yet in the tree, and leaves integrated late since the last sweep."""
+
+    max_merge_delay_seconds: float
+    pending: int
+    oldest_received_at: datetime | None
+    late_leaves: int = 0
+    max_late_seconds: float = 0.0
+    first_late_delivery: int | None = None
 
 
 class MissingEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,6 +166,7 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     rejections: tuple[RejectionCount, ...] = ()
     dead_letters: tuple[DeadLetters, ...] = ()
     oldest_unprocessed: Unprocessed | None = None
-    chain: ChainStatus | None = None
+    verification: VerificationStatus | None = None
+    integration: IntegrationBacklog | None = None
     missing_events: tuple[MissingEvent, ...] = ()
     mismatches: tuple[FetchBackMismatch, ...] = ()

@@ -14,7 +14,11 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
   ``rejections_window_seconds`` (facts are already counted over that window);
 - ``processing``: dead letters exist; the oldest unprocessed delivery is older than
   ``lag_threshold_seconds``;
-- ``integrity``: the last hash-chain verification failed (critical).
+- ``integrity``: the latest verification of the log (Merkle tree, leaves, checkpoints) failed
+  (critical);
+- ``merge_delay``: a committed delivery is still not in the tree after ``tlog``'s maximum merge
+  delay (critical: the log's promise, and processing waits for it), or leaves were integrated
+  later than that since the last sweep (warning).
 """
 
 from __future__ import annotations
@@ -228,21 +232,70 @@ def processing(facts: Facts, now: datetime) -> list[Finding]:
 
 
 def integrity(facts: Facts, now: datetime) -> list[Finding]:
-    c = facts.chain
-    if c is None or c.ok:
+    v = facts.verification
+    if v is None or v.ok:
         return []
     return [
         Finding(
             rule="integrity",
             severity="critical",
             provider=None,
-            subject="audit.deliveries",
-            summary=f"hash chain verification failed at delivery {c.first_bad_id}: {c.reason}",
+            subject="audit.log",
+            summary=f"log verification failed at {v.first_bad}: {v.reason}",
             accumulate=False,
-            delivery_ids=() if c.first_bad_id is None else (c.first_bad_id,),
-            evidence={"first_bad_id": c.first_bad_id, "reason": c.reason, "checked": c.checked},
+            evidence={
+                "first_bad": v.first_bad,
+                "reason": v.reason,
+                "tree_size": v.tree_size,
+                "source": v.source,
+                "finished_at": v.finished_at.isoformat(),
+            },
         )
     ]
+
+
+def merge_delay(facts: Facts, now: datetime) -> list[Finding]:
+    b = facts.integration
+    if b is None:
+        return []
+    out = []
+    delay = b.max_merge_delay_seconds
+    if b.oldest_received_at is not None:
+        age = (now - b.oldest_received_at).total_seconds()
+        if age > delay:
+            out.append(
+                Finding(
+                    rule="merge_delay",
+                    severity="critical",
+                    provider=None,
+                    subject="pending",
+                    summary=(
+                        f"{b.pending} committed deliveries are not in the tree; the oldest was "
+                        f"received {age:.1f}s ago (maximum merge delay {delay:g}s): is a "
+                        "sequencer running, or a long transaction holding it back?"
+                    ),
+                    count=max(b.pending, 1),
+                    accumulate=False,
+                    evidence={"pending": b.pending, "oldest_age_seconds": round(age, 3)},
+                )
+            )
+    if b.late_leaves:
+        out.append(
+            Finding(
+                rule="merge_delay",
+                severity="warning",
+                provider=None,
+                subject="late",
+                summary=(
+                    f"{b.late_leaves} deliveries were integrated later than the maximum merge "
+                    f"delay ({delay:g}s); the slowest took {b.max_late_seconds:.1f}s"
+                ),
+                count=b.late_leaves,
+                delivery_ids=() if b.first_late_delivery is None else (b.first_late_delivery,),
+                evidence={"late": b.late_leaves, "max_seconds": round(b.max_late_seconds, 3)},
+            )
+        )
+    return out
 
 
 RULES: tuple[tuple[str, Rule], ...] = (
@@ -254,6 +307,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("rejections", rejections),
     ("processing", processing),
     ("integrity", integrity),
+    ("merge_delay", merge_delay),
 )
 
 

@@ -4,9 +4,14 @@
   processing; then Chargebee fetch-back; then auto-resolve of alerts quiet for
   ``alerts.auto_resolve_after_seconds``; then the notification outbox. Each stage is isolated: a
   failing notifier or an unreachable Chargebee never stops the alerts themselves.
-- :func:`integrity_check` (every ``alerts.integrity_interval_seconds``): verify the hash chain
-  from the latest signed checkpoint; on success sign a new checkpoint of the head, on failure raise
-  the critical ``integrity`` alert. Sets the ``ledgerhook_chain_verification_*`` gauges.
+- :func:`integrity_check` (every ``alerts.integrity_interval_seconds``): verify the log, bodies
+  included, from the last checkpoint this job had verified up to (so every leaf's body is checked
+  at least once) to the end; the run is recorded in ``audit.verification_runs`` (what the
+  ``ledgerhook_log_verification_ok`` gauge reports) and a failure raises the critical
+  ``integrity`` alert at once. Integrity alerts never resolve themselves: a later run that passes
+  may simply have started after the damage; on-call resolves them.
+- the sweep also raises ``merge_delay`` (deliveries not integrated in time) and ``integrity``
+  from a failed run recorded by anyone (``ledgerhook verify``, the checkpoint signer).
 - :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
   ``reconcile.window_seconds``), only for providers with API credentials.
 
@@ -16,7 +21,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -28,12 +32,11 @@ from arq.cron import CronJob, cron
 from alerts import facts as facts_mod
 from alerts import lifecycle, notify
 from alerts.fetchback import run_fetch_back
-from alerts.model import ChainStatus, Facts
+from alerts.model import Facts, VerificationStatus
 from alerts.reconcile import ReconcileSummary, configured_providers, reconcile
 from alerts.rules import evaluate, integrity
-from audit.checkpoints import create_checkpoint, load_key
-from audit.verify import verify_chain
-from ledgerhook import metrics
+from audit.checkpoints import load_signer, log_origin
+from audit.verify import verify_tree
 from ledgerhook.settings import Settings
 
 __all__ = [
@@ -49,10 +52,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SWEEP_RULES = frozenset(
-    {"out_of_order", "missing_predecessor", "silence", "rejections", "processing"}
+    {
+        "out_of_order",
+        "missing_predecessor",
+        "silence",
+        "rejections",
+        "processing",
+        "merge_delay",
+        "integrity",
+    }
 )
 # Rules fired by other jobs (reconciliation, fetch-back) also go quiet and resolve here.
-AUTO_RESOLVE_RULES = SWEEP_RULES | {"missing_event", "fetch_back_mismatch"}
+# Never integrity: a damaged log does not heal, and a later partial check proves nothing of it.
+AUTO_RESOLVE_RULES = (SWEEP_RULES - {"integrity"}) | {"missing_event", "fetch_back_mismatch"}
 
 
 class SweepReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,38 +137,42 @@ async def sweep(
 
 async def integrity_check(
     pool: asyncpg.Pool, settings: Settings, now: datetime | None = None
-) -> ChainStatus:
+) -> VerificationStatus:
     now = now or datetime.now(UTC)
-    key = load_key(settings)
+    signer = load_signer(settings)
     async with pool.acquire() as conn:
-        result = await verify_chain(
-            cast(asyncpg.Connection, conn), key=key, from_latest_checkpoint=True
+        c = cast(asyncpg.Connection, conn)
+        # From the last checkpoint within what this job verified last time (bodies and all).
+        start = await c.fetchval(
+            "SELECT c.id FROM audit.tree_checkpoints c WHERE c.origin = $1 AND c.tree_size <= "
+            "coalesce((SELECT tree_size FROM audit.verification_runs "
+            "          WHERE source = 'integrity' AND ok ORDER BY id DESC LIMIT 1), 0) "
+            "ORDER BY c.tree_size DESC, c.id DESC LIMIT 1",
+            log_origin(settings),
         )
-        status = ChainStatus(
+        result = await verify_tree(
+            c,
+            verifiers=[signer.verifier],
+            origin=log_origin(settings),
+            from_checkpoint=start,
+            legacy_key=None
+            if settings.legacy_hmac_key is None
+            else settings.legacy_hmac_key.reveal().encode(),
+            record="integrity",
+        )
+        status = VerificationStatus(
             ok=result.ok,
-            checked=result.checked,
-            head_id=result.head_id,
-            first_bad_id=result.first_bad_id,
+            tree_size=result.tree_size,
+            finished_at=datetime.now(UTC),
+            source="integrity",
+            first_bad=result.first_bad,
             reason=result.reason,
         )
-        metrics.chain_verified.set(1 if result.ok else 0)
-        metrics.chain_verified_at.set(time.time())
-        if result.ok and result.head_id > 0:
-            await create_checkpoint(cast(asyncpg.Connection, conn), key)
-        findings = integrity(Facts(config=settings.alerts, chain=status), now)
-        channels = notify.channels(settings)
-        await lifecycle.apply_findings(conn, findings, now, channels)
-        await lifecycle.auto_resolve(
-            conn,
-            rules=("integrity",),
-            firing={(f.rule, f.subject) for f in findings},
-            now=now,
-            quiet_seconds=settings.alerts.auto_resolve_after_seconds,
-            channels=channels,
-        )
+        findings = integrity(Facts(config=settings.alerts, verification=status), now)
+        await lifecycle.apply_findings(conn, findings, now, notify.channels(settings))
         await lifecycle.refresh_gauges(conn)
     if not result.ok:
-        log.error("hash chain verification failed: %s", result.describe())
+        log.error("log verification failed: %s", result.describe())
     return status
 
 

@@ -91,14 +91,22 @@ alerts_fired = Counter(
     "Alerts opened, by rule and severity.",
     ["rule", "severity"],
 )
-chain_verified = Gauge(
-    "ledgerhook_chain_verification_ok",
-    "1 when the last hash-chain verification passed, 0 when it found a broken row.",
-    multiprocess_mode="min",
+integration_lag_seconds = Histogram(
+    "ledgerhook_integration_lag_seconds",
+    "Receipt to integration in the Merkle tree (the sequencer's merge delay), per delivery.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
-chain_verified_at = Gauge(
-    "ledgerhook_chain_verification_timestamp_seconds",
-    "Unix time of the last hash-chain verification.",
+merge_delay_exceeded = Counter(
+    "ledgerhook_merge_delay_exceeded_total",
+    "Deliveries integrated later than the maximum merge delay.",
+)
+leaves_integrated = Counter(
+    "ledgerhook_leaves_integrated_total",
+    "Deliveries integrated into the Merkle tree by this process's sequencer.",
+)
+sequencer_leader = Gauge(
+    "ledgerhook_sequencer_leading",
+    "1 while this process's sequencer is the leader (see ledgerhook_sequencer_leaders).",
     multiprocess_mode="max",
 )
 

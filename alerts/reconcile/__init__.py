@@ -25,7 +25,7 @@ from alerts.model import Facts, MissingEvent
 from alerts.reconcile import chargebee as cb
 from alerts.reconcile import stripe as st
 from alerts.reconcile.base import ProviderEvent
-from audit.chain import NewDelivery, append_deliveries
+from audit.append import NewDelivery, append_deliveries
 from audit.dbtypes import Conn
 from ledgerhook.settings import Settings
 from processors.service import process_delivery
