@@ -36,7 +36,7 @@ from audit.checkpoint_format import open_checkpoint
 from audit.errors import AuditError
 from audit.export import CSV_COLUMNS, DELIVERY_FIELDS, FORMAT, VERSION
 from audit.merkle import Frontier, verify_inclusion
-from audit.note import Verifier, parse_verifier_key
+from audit.note import Verifier, format_verifier_key, parse_verifier_key
 from audit.records import body_of, digest, leaf_fields
 
 __all__ = ["ExportVerifyResult", "read_records", "verify_export_file", "verify_records"]
@@ -119,7 +119,11 @@ def verify_records(
         cp = header.get("checkpoint")
         if not isinstance(origin, str) or not isinstance(cp, dict):
             raise _Broken("the header names no origin or no checkpoint (nothing to prove against)")
-        key_note = "checkpoint signed by the key you gave"
+        key_note = (
+            f"checkpoint verified with the given key {format_verifier_key(verifier)}"
+            if verifier
+            else ""
+        )
         if verifier is None:
             try:
                 verifier = parse_verifier_key(str(header.get("public_key")))

@@ -1,9 +1,10 @@
 """Reading the audit log: deliveries by id and by filters, rejections, and object timelines.
 
 The Python API the rest of the code (and the HTTP routes) use. Functions take a connection, so
-the caller owns the transaction. Lists use keyset pagination on the chain position (``id``), which
-is gap-free and immutable, so a page boundary never skips or repeats a row however many
-deliveries arrive meanwhile. SQL is built by pure functions (:func:`delivery_query`) from fixed
+the caller owns the transaction. Lists use keyset pagination on the delivery ``id``, which is
+immutable, so a page boundary never repeats a row. Ids are not commit-ordered (appends run side
+by side), so a row committed late can land below a page already read: to follow the log as it
+grows, follow its leaf order (``leaf_index``, :mod:`audit.tree_routes`, exports). SQL is built by pure functions (:func:`delivery_query`) from fixed
 fragments; every value is a bound parameter. Each filter has an index (``0001`` and ``0011``
 migrations) so no query walks the whole log.
 
@@ -100,7 +101,7 @@ class Processing(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery's metadata and chain position; the body is fetched separately (``get_raw``)."""
+    """A delivery's metadata and place in the tree; the body is fetched separately (``get_raw``)."""
 
     id: int
     received_at: datetime
@@ -119,8 +120,13 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     duplicate_of: int | None
     body_size: int
     body_sha256: str
-    prev_hash: str
-    row_hash: str
+    # Its leaf in the Merkle tree (None until the sequencer integrated it; proofs: /proof).
+    leaf_index: int | None = None
+    leaf_hash: str | None = None
+    integrated_at: datetime | None = None
+    # Only rows of the retired hash chain (appended before the tree) carry these.
+    prev_hash: str | None = None
+    row_hash: str | None = None
     processing: Processing | None = None
 
 
@@ -289,8 +295,9 @@ def delivery_where(f: DeliveryFilter, args: list[Any], alias: str = "d") -> list
 
 _META = """d.id, d.received_at, d.provider, d.endpoint, d.account, d.event_id, d.event_type,
        d.event_created, d.object_id, d.origin, d.source_address, d.content_type, d.headers,
-       d.verification, d.duplicate_of, length(d.body) AS body_size, d.body_sha256, d.prev_hash,
-       d.row_hash"""
+       d.verification, d.duplicate_of, coalesce(d.body_size, length(d.body)) AS body_size,
+       d.body_sha256, d.prev_hash, d.row_hash, l.leaf_index, l.leaf_hash, l.integrated_at"""
+_LEAF_JOIN = " LEFT JOIN audit.leaves l ON l.delivery_id = d.id"
 
 _PROCESSING = """, p.outcome AS p_outcome, p.object_type AS p_object_type,
        p.object_id AS p_object_id, p.change::text AS p_change, p.error AS p_error,
@@ -315,7 +322,8 @@ def delivery_query(
     where = " AND ".join(clauses) or "TRUE"
     join = " LEFT JOIN processors.processed p ON p.delivery_id = d.id" if with_processing else ""
     sql = (
-        f"SELECT {_META}{_PROCESSING if with_processing else ''} FROM audit.deliveries d{join} "
+        f"SELECT {_META}{_PROCESSING if with_processing else ''} "
+        f"FROM audit.deliveries d{_LEAF_JOIN}{join} "
         f"WHERE {where} ORDER BY d.id {order.upper()} LIMIT ${len(args)}"
     )
     return sql, args
@@ -367,8 +375,11 @@ def _delivery(r: Any) -> Delivery:
         duplicate_of=r["duplicate_of"],
         body_size=r["body_size"],
         body_sha256=bytes(r["body_sha256"]).hex(),
-        prev_hash=bytes(r["prev_hash"]).hex(),
-        row_hash=bytes(r["row_hash"]).hex(),
+        leaf_index=r["leaf_index"],
+        leaf_hash=None if r["leaf_hash"] is None else bytes(r["leaf_hash"]).hex(),
+        integrated_at=r["integrated_at"],
+        prev_hash=None if r["prev_hash"] is None else bytes(r["prev_hash"]).hex(),
+        row_hash=None if r["row_hash"] is None else bytes(r["row_hash"]).hex(),
         processing=_processing(r) if "p_outcome" in keys else None,
     )
 
@@ -411,7 +422,7 @@ async def get_delivery(conn: Conn, delivery_id: int) -> Delivery:
     join = " LEFT JOIN processors.processed p ON p.delivery_id = d.id" if with_processing else ""
     row = await conn.fetchrow(
         f"SELECT {_META}{_PROCESSING if with_processing else ''} "
-        f"FROM audit.deliveries d{join} WHERE d.id = $1",
+        f"FROM audit.deliveries d{_LEAF_JOIN}{join} WHERE d.id = $1",
         delivery_id,
     )
     if row is None:

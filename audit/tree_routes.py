@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from audit.auth import require_role
 from audit.checkpoints import (
@@ -155,7 +155,7 @@ async def delivery_proof(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
-    delivery_id: int,
+    delivery_id: FromPath[int],
     tree_size: Annotated[int | None, QueryParameter(ge=1)] = None,
 ) -> dict[str, Any]:
     """A proof bundle: the delivery's leaf fields, its inclusion proof in a signed checkpoint
@@ -191,7 +191,7 @@ async def verify(
     settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
     from_checkpoint: Annotated[int | None, QueryParameter(ge=1)] = None,
-    bodies: bool = True,
+    bodies: FromQuery[bool] = True,
 ) -> VerifyOut:
     """Verify the log (from a signed checkpoint if given): leaves against deliveries, the tree
     against every checkpoint; reports the first problem. Recorded like any verification."""

@@ -1,7 +1,7 @@
 """Apply benchmark: worker throughput alone, on a backlog stored before it starts.
 
 A fresh database gets ``--count`` deliveries appended directly with
-:func:`audit.chain.append_deliveries` (the fixtures, verified by the real provider verifiers so
+:func:`audit.append.append_deliveries` (the fixtures, verified by the real provider verifiers so
 every column is what ingest would store), and one ``process_delivery`` job per delivery is put
 on the queue. Then ``ledgerhook worker --burst`` runs (``--processes`` of them at once) until the
 queue is empty. The rate is counted from the database: rows of ``processors.processed`` divided by
@@ -30,7 +30,7 @@ from bench.stack import outcomes, table_counts
 
 
 def _stored(d: loadgen.Delivery, now: float) -> Any:
-    from audit.chain import NewDelivery
+    from audit.append import NewDelivery
     from ingest.providers import chargebee, stripe
     from ledgerhook.settings import EndpointSettings, Secret
 
@@ -74,7 +74,7 @@ async def prefill(url: str, queue: str, count: int, run: str, objects: int) -> l
     from arq import create_pool
     from arq.connections import RedisSettings
 
-    from audit.chain import append_deliveries
+    from audit.append import append_deliveries
     from ledgerhook.jobs import PROCESS_DELIVERY, job_id, serialize
     from ledgerhook.settings import ProcessorSettings, Secret, Settings
 

@@ -42,7 +42,7 @@ LUA = ROOT / "bench" / "wrk" / "cycle.lua"
 VENV_BIN = Path(sys.executable).parent
 PG_BASE = os.environ.get("LEDGERHOOK_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("LEDGERHOOK_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-CHECKPOINT_KEY = "bench-checkpoint-key-not-a-secret-0123456789"
+CHECKPOINT_KEY = "PRIVATE+KEY+ledgerhook-bench+f1402cb4+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"  # not a secret
 
 
 def run_id() -> str:

@@ -28,12 +28,15 @@ from alerts.errors import (
     NotConfigured,
     ProviderApiError,
 )
+from audit.checkpoints import load_signer
 from audit.errors import (
     AuditError,
     AuthError,
     Forbidden,
     InvalidQuery,
+    InvalidRange,
     NotFound,
+    NotVerified,
     TooManyAttempts,
     Unauthenticated,
 )
@@ -82,8 +85,10 @@ def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[dict[str, Any]]:
     if isinstance(exc, NotFound):
         return _error(404, str(exc) or "not found")
-    if isinstance(exc, InvalidQuery):
+    if isinstance(exc, InvalidQuery | InvalidRange):
         return _error(400, str(exc))
+    if isinstance(exc, NotVerified):
+        return _error(409, str(exc))
     return _error(500, "audit error")
 
 
@@ -161,10 +166,11 @@ def route_handlers() -> list[Any]:
     """Every package's routes. Each package exposes its handlers in a ``routes`` list."""
     from alerts.routes import routes as alert_routes
     from audit.routes import routes as audit_routes
+    from audit.tree_routes import routes as tree_routes
     from ingest.routes import routes as ingest_routes
     from processors.routes import routes as state_routes
 
-    return [*ingest_routes, *audit_routes, *state_routes, *alert_routes]
+    return [*ingest_routes, *audit_routes, *tree_routes, *state_routes, *alert_routes]
 
 
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
@@ -182,6 +188,9 @@ async def _open_pool(settings: Settings) -> asyncpg.Pool:
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Litestar:
     """The app. ``pool`` lets tests share one pool; otherwise the lifespan opens and closes one."""
+
+    # The checkpoint key, once: a missing production key stops the server here, not a request.
+    signer = load_signer(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -218,6 +227,6 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
         ),
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "signer": signer}),
         debug=False,
     )

@@ -155,7 +155,7 @@ def scrub_event(event: dict[str, Any], secrets: frozenset[str]) -> dict[str, Any
 
 
 def init_sentry(
-    settings: Settings, component: Literal["api", "worker"], *, transport: Any = None
+    settings: Settings, component: Literal["api", "worker", "sequencer"], *, transport: Any = None
 ) -> bool:
     """Start Sentry when ``LEDGERHOOK_SENTRY_DSN`` is set; a no-op (``False``) otherwise."""
     if settings.sentry_dsn is None or not settings.sentry_dsn.reveal():

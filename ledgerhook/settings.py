@@ -33,6 +33,7 @@ __all__ = [
     "Secret",
     "Settings",
     "SettingsError",
+    "TlogSettings",
     "load_settings",
 ]
 
@@ -110,11 +111,27 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_pending: int = 4096
     # A delivery not committed within this many seconds is answered 503 (it may still land).
     commit_timeout_seconds: float = 10.0
-    # Bounded wait for the Redis wake-up after commit; the sweeper covers anything missed.
-    enqueue_timeout_seconds: float = 0.5
     # Rejection records kept per endpoint per minute; beyond it they are only counted.
     rejections_per_minute: int = 60
     rejection_body_bytes: int = 4096
+
+
+class TlogSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The transparency log: sequencer, Merkle tree, signed checkpoints (audit.sequencer)."""
+
+    # The log's name in its checkpoints (C2SP tlog-checkpoint origin line). Set it once, for
+    # good, to something unique such as "billing.example.com/ledgerhook"; empty means
+    # "ledgerhook/<database name>".
+    origin: str = ""
+    # A committed delivery not in the tree after this long raises a ``merge_delay`` alert.
+    max_merge_delay_seconds: float = 1.0
+    # The sequencer's poll period when it finds nothing to integrate, and its batch size.
+    integrate_interval_seconds: float = 0.05
+    integrate_batch: int = 5000
+    # Seconds between scheduled checkpoints (only when the tree grew); 0: on demand only.
+    checkpoint_interval_seconds: int = 60
+    # How often a standby sequencer tries to become the leader.
+    leader_retry_seconds: float = 1.0
 
 
 class ProcessorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,9 +191,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     environment: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    # HMAC key for signed chain checkpoints. Unset in development: generated into the file below.
+    # Ed25519 signing key for checkpoints, as a note key string (PRIVATE+KEY+<name>+<id>+<key>,
+    # `ledgerhook checkpoint-key generate`). Else read from the file; in development a key is
+    # generated into the file when it does not exist.
     checkpoint_key: Secret | None = None
-    checkpoint_key_file: str = ".ledgerhook/checkpoint.key"
+    checkpoint_key_file: str = ".ledgerhook/checkpoint-signer.key"
+    # The HMAC key of the retired chain checkpoints, to check their signatures (optional).
+    legacy_hmac_key: Secret | None = None
+    # Bound on each Redis call that must not hold anything up (workers' wake-up, health).
+    redis_timeout_seconds: float = 0.5
     db_pool_min: int = 2
     db_pool_max: int = 16
     sentry_dsn: Secret | None = None
@@ -195,6 +218,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     chargebee_api_base: str = ""
     endpoints: tuple[EndpointSettings, ...] = ()
     ingest: IngestSettings = IngestSettings()
+    tlog: TlogSettings = TlogSettings()
     processors: ProcessorSettings = ProcessorSettings()
     alerts: AlertSettings = AlertSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
@@ -239,7 +263,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-_SECTIONS = {"ingest", "processors", "alerts", "reconcile", "api"}
+_SECTIONS = {"ingest", "tlog", "processors", "alerts", "reconcile", "api"}
 _TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth"}
 
 
@@ -340,9 +364,17 @@ def _check(settings: Settings) -> None:
             raise SettingsError(f"LEDGERHOOK_{name}: must be a postgresql:// URL")
     if not settings.redis_url.reveal().startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("LEDGERHOOK_REDIS_URL: must be a redis:// URL")
-    if settings.environment == "production" and settings.checkpoint_key is None:
+    if settings.checkpoint_key is not None and not settings.checkpoint_key.reveal().startswith(
+        "PRIVATE+KEY+"
+    ):
         raise SettingsError(
-            "LEDGERHOOK_CHECKPOINT_KEY: required in production (signs chain checkpoints)"
+            "LEDGERHOOK_CHECKPOINT_KEY: must be an Ed25519 note signing key (PRIVATE+KEY+...; "
+            "`ledgerhook checkpoint-key generate` makes one); the HMAC key of earlier versions "
+            "now goes in LEDGERHOOK_LEGACY_HMAC_KEY"
+        )
+    if settings.tlog.max_merge_delay_seconds <= 0 or settings.tlog.integrate_batch <= 0:
+        raise SettingsError(
+            "LEDGERHOOK_TLOG__MAX_MERGE_DELAY_SECONDS / INTEGRATE_BATCH: must be positive"
         )
     for secret in settings.chargebee_basic_auth:
         if ":" not in secret.reveal():

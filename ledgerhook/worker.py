@@ -1,4 +1,10 @@
-"""The arq worker, composed from Settings: job functions, cron jobs, resources in ``ctx``.
+"""The worker process, composed from Settings: the sequencer, scheduled checkpoints, the arq worker.
+
+:func:`run_worker` is what ``ledgerhook worker`` (and ``ledgerhook run``) runs: a sequencer
+candidate (leader or standby, :mod:`audit.sequencer`) that integrates committed deliveries and
+wakes the workers, scheduled checkpoints while it leads, and the supervised arq worker. The
+sequencer lives beside arq, not inside it: it must keep integrating while Redis is away (arq's
+worker is rebuilt then), since the log's order does not depend on Redis.
 
 ``worker_settings(settings)`` is the keyword set for ``arq.worker.Worker``; ``create_worker``
 builds one (``ledgerhook worker`` runs it; tests run it with ``burst=True``). Long-lived
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 import time
 from typing import Any
 
@@ -24,10 +31,13 @@ from arq.cron import CronJob, cron
 from arq.worker import Worker, func
 
 from alerts.sweep import cron_jobs as alerts_cron_jobs
+from audit.checkpoints import load_signer, run_checkpoints
+from audit.sequencer import Sequencer
 from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
 from ledgerhook.settings import Settings
+from ledgerhook.wakeup import Waker, arq_redis
 from processors.worker import (
     analyze_stale,
     batcher,
@@ -37,7 +47,15 @@ from processors.worker import (
     warn_if_autovacuum_off,
 )
 
-__all__ = ["create_worker", "cron_jobs", "every", "run_supervised", "worker_settings"]
+__all__ = [
+    "create_worker",
+    "cron_jobs",
+    "every",
+    "run_sequencer",
+    "run_supervised",
+    "run_worker",
+    "worker_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +205,53 @@ async def run_supervised(settings: Settings, *, burst: bool = False) -> int:
             delay = 1.0
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)
+
+
+@contextlib.asynccontextmanager
+async def sequencing(settings: Settings) -> Any:
+    """A sequencer candidate and its scheduled checkpoints, for as long as the block runs."""
+    signer = load_signer(settings)  # a missing production key stops start-up here
+    redis = arq_redis(settings, timeout=settings.redis_timeout_seconds)
+    waker = Waker(settings, redis)
+    sequencer = Sequencer(settings, on_integrated=waker.wake)
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(sequencer.run(), name="sequencer"),
+        asyncio.create_task(
+            run_checkpoints(settings, signer, lambda: sequencer.leading, stop), name="checkpoints"
+        ),
+    ]
+    try:
+        yield sequencer
+    finally:
+        sequencer.stop()
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+        await waker.drain(settings.redis_timeout_seconds + 0.5)
+        with contextlib.suppress(Exception):
+            await redis.aclose(close_connection_pool=True)
+
+
+async def run_worker(settings: Settings, *, burst: bool = False) -> int:
+    """``ledgerhook worker``: sequencer candidate + checkpoints + supervised arq worker.
+
+    ``burst`` (tests, one-off drains) runs the arq worker alone: it exits when the queue is
+    empty, and integration is the job of a long-running worker or ``ledgerhook sequencer``.
+    """
+    if burst:
+        return await run_supervised(settings, burst=True)
+    async with sequencing(settings):
+        return await run_supervised(settings)
+
+
+async def run_sequencer(settings: Settings) -> int:
+    """``ledgerhook sequencer``: a sequencer candidate alone, until SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    async with sequencing(settings):
+        await done.wait()
+    return 0

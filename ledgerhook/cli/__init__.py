@@ -18,6 +18,7 @@ __all__ = ["main"]
 
 COMMANDS = (
     "ledgerhook.cli.database",
+    "ledgerhook.cli.keys",
     "ledgerhook.cli.tokens",
     "ledgerhook.cli.export",
     "ledgerhook.cli.run",

@@ -78,12 +78,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         rate = n / max(time.monotonic() - started, 1e-6)
         print(f"  ... {n} rows exported ({rate:.0f} rows/s)", file=sys.stderr, flush=True)
 
+    from audit.checkpoints import load_signer, log_origin, public_key
+
+    origin, key = log_origin(settings), public_key(load_signer(settings))
+
     async def run(out: BinaryIO) -> int:
         conn = await connect(settings.database_url)
         size = 0
         try:
             async for chunk in export_chunks(
-                conn, f, args.format, progress=progress, progress_every=args.progress_every
+                conn,
+                f,
+                args.format,
+                origin=origin,
+                public_key=key,
+                progress=progress,
+                progress_every=args.progress_every,
             ):
                 out.write(chunk)
                 size += len(chunk)

@@ -20,6 +20,12 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser(
+        "sequencer",
+        help="run a sequencer candidate alone (integrates deliveries into the Merkle tree)",
+    )
+    p.set_defaults(handler=cmd_sequencer)
+
+    p = sub.add_parser(
         "replay",
         help="re-run deliveries, or rebuild billing state from the audit log and compare",
     )
@@ -46,7 +52,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ledgerhook.worker import run_supervised
+    from ledgerhook.worker import run_worker
 
     settings = load_settings()
     configure_logging(settings)
@@ -58,7 +64,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # uvloop: the worker is round trips to PostgreSQL and Redis, and uvloop's transports cost a
     # fraction of asyncio's selector loop per write (see bench/results/profile.md).
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(run_supervised(settings, burst=args.burst))
+        return runner.run(run_worker(settings, burst=args.burst))
+
+
+def cmd_sequencer(args: argparse.Namespace) -> int:
+    from ledgerhook.worker import run_sequencer
+
+    settings = load_settings()
+    configure_logging(settings)
+    init_sentry(settings, "sequencer")
+    start_worker_metrics(settings)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(run_sequencer(settings))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
