@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.faults.services import PrivatePostgres, PrivateRedis, Service, free_port, run_cli
 from tests.faults.stream import CHARGEBEE_AUTH, CHARGEBEE_SITE, STRIPE_ACCOUNT, STRIPE_SECRET
 
-CHECKPOINT_KEY = "fault-harness-checkpoint-key-0123456789"
+CHECKPOINT_KEY = "PRIVATE+KEY+ledgerhook-faults+0ad2cc09+AQcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH"  # not a secret
 DBNAME = "ledgerhook_faults"
 
 

@@ -13,10 +13,15 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from audit.chain import Appended, NewDelivery, append_deliveries
+from audit.append import Appended, NewDelivery, append_deliveries
+from audit.sequencer import integrate_once, load_state
+from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
+from ledgerhook.wakeup import arq_redis
 from ledgerhook.worker import create_worker
+from processors.worker import enqueue
 from tests.conftest import FIXTURES, RUN_ID
+from tests.integration.audit_helpers import integrate
 
 CHARGEBEE_DERIVED = Path(__file__).resolve().parents[1] / "fixtures" / "chargebee"
 
@@ -89,15 +94,47 @@ def new_delivery(
 
 
 async def append(pool: asyncpg.Pool, deliveries: list[NewDelivery]) -> list[Appended]:
+    """Append and integrate (what ingest and a running sequencer do): deliveries are applied in
+    the log's leaf order, so only integrated ones reach the sweeper and the batcher's drain."""
     async with pool.acquire() as conn:
-        return await append_deliveries(conn, deliveries)
+        rows = await append_deliveries(conn, deliveries)
+        await integrate(conn)
+        return rows
+
+
+async def integrate_and_wake(settings: Settings) -> list[int]:
+    """What a running sequencer does: integrate every committed delivery, then enqueue the
+    wake-up job of each integrated batch (its first delivery). Returns the integrated ids."""
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    integrated: list[int] = []
+    firsts: list[int] = []
+    try:
+        async with pool.acquire() as conn:
+            state = await load_state(conn)
+            while True:
+                state, batch = await integrate_once(conn, state, 5000)
+                if batch is None:
+                    break
+                integrated += batch.delivery_ids
+                firsts.append(batch.delivery_ids[0])
+    finally:
+        await pool.close()
+    if firsts:
+        redis = arq_redis(settings, timeout=5)
+        try:
+            await enqueue(redis, settings, firsts)
+        finally:
+            await redis.aclose(close_connection_pool=True)
+    return integrated
 
 
 async def run_burst(settings: Settings, **overrides: Any) -> None:
-    """Run a real arq worker in burst mode on the settings' queue until it is empty.
+    """Integrate and wake (as the sequencer would), then run a real arq worker in burst mode on
+    the settings' queue until it is empty.
 
     Cron jobs are left out (they belong to other packages' tests) unless passed in ``overrides``.
     """
+    await integrate_and_wake(settings)
     options: dict[str, Any] = {"cron_jobs": [], **overrides}
     worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.05, **options)
     try:

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import CHARGEBEE_AUTH, PG_BASE, REDIS_URL, RUN_ID, STRIPE_SECRET, free_port
+from tests.conftest import (
+    CHARGEBEE_AUTH,
+    CHECKPOINT_KEY,
+    PG_BASE,
+    REDIS_URL,
+    RUN_ID,
+    STRIPE_SECRET,
+    free_port,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,7 +91,7 @@ def demo_env(name: str, *, standin_port: int) -> dict[str, str]:
         LEDGERHOOK_CHARGEBEE_SITE="acme-test",
         LEDGERHOOK_STRIPE_API_KEY="sk_test_demo",
         LEDGERHOOK_STRIPE_API_BASE=f"http://127.0.0.1:{standin_port}",
-        LEDGERHOOK_CHECKPOINT_KEY="test-checkpoint-key-not-secret-0123456789",
+        LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,
         LEDGERHOOK_LOG_FORMAT="json",
         LEDGERHOOK_DB_POOL_MIN="1",
         LEDGERHOOK_DB_POOL_MAX="4",

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from ledgerhook.settings import Settings
-from tests.conftest import fixture_bytes
+from tests.conftest import CHECKPOINT_KEY, fixture_bytes
 
 NOW = int(time.time())
 EVENTS = [
@@ -87,7 +87,7 @@ async def test_reconcile_cli_backfills_and_prints_a_summary(
         "LEDGERHOOK_STRIPE_API_KEY": "sk_test_cli",
         "LEDGERHOOK_STRIPE_API_BASE": stand_in,
         "LEDGERHOOK_STRIPE_ACCOUNT": "acct_cli",
-        "LEDGERHOOK_CHECKPOINT_KEY": "cli-test-key",
+        "LEDGERHOOK_CHECKPOINT_KEY": CHECKPOINT_KEY,
         "LEDGERHOOK_LOG_FORMAT": "text",
     }
     cmd = [

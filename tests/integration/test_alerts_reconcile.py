@@ -17,13 +17,14 @@ from litestar.testing import AsyncTestClient
 from alerts.errors import NotConfigured
 from alerts.fetchback import run_fetch_back
 from alerts.reconcile import reconcile
-from audit.chain import NewDelivery, append_deliveries
+from audit.append import NewDelivery, append_deliveries
 from audit.tokens import create_token
 from ledgerhook.app import create_app
 from ledgerhook.db import create_pool
 from ledgerhook.settings import EndpointSettings, Secret, Settings
 from processors.service import process_delivery
 from tests.conftest import CHARGEBEE_AUTH, STRIPE_SECRET, fixture_bytes, make_settings
+from tests.integration.audit_helpers import integrate
 
 STRIPE_BASE = "https://stripe.test"
 CHARGEBEE_BASE = "https://acme-test.chargebee.test"
@@ -117,6 +118,7 @@ async def store_and_apply(pool: asyncpg.Pool, deliveries: list[NewDelivery]) -> 
     async with pool.acquire() as conn:
         for d in deliveries:
             (a,) = await append_deliveries(cast(asyncpg.Connection, conn), [d])
+            await integrate(conn)
             await process_delivery(cast(asyncpg.Connection, conn), a.id)
 
 

@@ -18,12 +18,15 @@ from prometheus_client import REGISTRY
 from alerts import lifecycle, notify
 from alerts.model import Finding
 from alerts.sweep import integrity_check, sweep
-from audit.chain import NewDelivery, append_deliveries
+from audit.append import NewDelivery, append_deliveries
+from audit.checkpoints import create_checkpoint, log_origin
 from audit.tokens import create_token
 from ledgerhook.app import create_app
+from ledgerhook.log_gauges import read_state
 from ledgerhook.settings import AlertSettings, EndpointSettings, Secret, Settings
 from processors.service import process_delivery
 from tests.conftest import CHARGEBEE_AUTH, STRIPE_SECRET, fixture_bytes, make_settings, superuser
+from tests.integration.audit_helpers import integrate, log_signer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SUB_SEQUENCE = (
@@ -65,9 +68,10 @@ def stripe_delivery(body: bytes, received_at: datetime | None = None) -> NewDeli
 async def deliver_and_process(pool: asyncpg.Pool, bodies: list[bytes]) -> list[int]:
     ids = []
     async with pool.acquire() as conn:
-        for body in bodies:  # one append per delivery: arrival order = chain order
+        for body in bodies:  # one append per delivery: arrival order = leaf order
             (a,) = await append_deliveries(cast(asyncpg.Connection, conn), [stripe_delivery(body)])
             ids.append(a.id)
+            await integrate(conn)
             await process_delivery(cast(asyncpg.Connection, conn), a.id)
     return ids
 
@@ -558,7 +562,7 @@ async def test_notifications_give_up_after_max_tries(fresh_settings: Settings) -
         await pool.close()
 
 
-async def test_integrity_check_signs_checkpoints_and_alerts_on_tampering(
+async def test_integrity_check_records_runs_and_alerts_on_tampering(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
     bodies = [
@@ -571,34 +575,44 @@ async def test_integrity_check_signs_checkpoints_and_alerts_on_tampering(
         )
         for i in range(3)
     ]
+    origin = log_origin(fresh_settings)
     async with fresh_pool.acquire() as conn:
         await append_deliveries(
             cast(asyncpg.Connection, conn), [stripe_delivery(b) for b in bodies]
         )
+        await integrate(conn)
+        assert await create_checkpoint(conn, log_signer(), origin)
     status = await integrity_check(fresh_pool, fresh_settings, now=T0)
-    assert status.ok and status.head_id == 3
-    assert REGISTRY.get_sample_value("ledgerhook_chain_verification_ok") == 1
+    assert status.ok and status.tree_size == 3
     async with fresh_pool.acquire() as conn:
-        assert await conn.fetchval("SELECT max(delivery_id) FROM audit.checkpoints") == 3
-        await append_deliveries(
+        state = await read_state(conn)
+        assert state.verification_ok is True and state.tree_size == 3
+        added = await append_deliveries(
             cast(asyncpg.Connection, conn),
             [stripe_delivery(bodies[0].replace(b"evt_int_0", b"evt_int_9"))],
         )
+        await integrate(conn)
     admin = await superuser(fresh_settings)
     try:
         await admin.execute("SET session_replication_role = replica")
-        await admin.execute("UPDATE audit.deliveries SET event_type = 'forged' WHERE id = 4")
+        await admin.execute(
+            "UPDATE audit.deliveries SET event_type = 'forged' WHERE id = $1", added[0].id
+        )
     finally:
         await admin.close()
     status = await integrity_check(fresh_pool, fresh_settings, now=T0 + timedelta(hours=1))
-    assert not status.ok and status.first_bad_id == 4
-    assert REGISTRY.get_sample_value("ledgerhook_chain_verification_ok") == 0
+    assert not status.ok and status.first_bad == f"leaf 3 (delivery {added[0].id})"
+    async with fresh_pool.acquire() as conn:
+        assert (await read_state(conn)).verification_ok is False  # what /metrics reports
     alerts = await open_alerts(fresh_pool, "integrity")
-    assert list(alerts) == ["audit.deliveries"]
-    assert alerts["audit.deliveries"]["severity"] == "critical"
-    assert list(alerts["audit.deliveries"]["delivery_ids"]) == [4]
+    assert list(alerts) == ["audit.log"]
+    assert alerts["audit.log"]["severity"] == "critical"
     async with fresh_pool.acquire() as conn:  # no checkpoint blesses the tampered log
-        assert await conn.fetchval("SELECT max(delivery_id) FROM audit.checkpoints") == 3
+        assert await create_checkpoint(conn, log_signer(), origin) is None
+        assert await conn.fetchval("SELECT max(tree_size) FROM audit.tree_checkpoints") == 3
+    # A later sweep keeps it open: integrity alerts are resolved by people, never by time.
+    await sweep(fresh_pool, fresh_settings, now=T0 + timedelta(days=2))
+    assert list(await open_alerts(fresh_pool, "integrity")) == ["audit.log"]
 
 
 async def test_processing_and_rejection_facts_from_real_tables(fresh_settings: Settings) -> None:
@@ -637,6 +651,7 @@ async def test_processing_and_rejection_facts_from_real_tables(fresh_settings: S
                 cast(asyncpg.Connection, conn),
                 [stripe_delivery(old, received_at=now - timedelta(seconds=120))],
             )
+            await integrate(conn)
             for i in range(4):
                 await conn.execute(
                     "INSERT INTO audit.rejections (received_at, provider, endpoint, status, reason, "

@@ -26,16 +26,27 @@ import pytest
 import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
-from audit.chain import NewDelivery, append_deliveries
-from audit.checkpoints import create_checkpoint
+from audit.append import NewDelivery, append_deliveries
+from audit.checkpoints import create_checkpoint, log_origin
 from audit.export import export_chunks
 from audit.export_verify import read_records, verify_records
+from audit.note import Verifier, generate_signer, parse_verifier_key
 from audit.repository import DeliveryFilter, append_delivery, delivery_query
 from audit.tokens import create_token
 from ledgerhook.app import create_app
 from ledgerhook.db import create_pool
 from ledgerhook.settings import Settings
-from tests.conftest import CHECKPOINT_KEY, fixture_bytes, make_settings, superuser, with_event_id
+from tests.conftest import (
+    CHECKPOINT_KEY,
+    PUBLIC_KEY,
+    fixture_bytes,
+    make_settings,
+    superuser,
+    with_event_id,
+)
+from tests.integration.audit_helpers import integrate, log_signer
+
+VERIFIER = parse_verifier_key(PUBLIC_KEY)
 
 N = 3000
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -95,10 +106,13 @@ async def world(db_factory: Callable[[], Awaitable[str]]) -> AsyncIterator[World
     async with pool.acquire() as conn:
         for start in range(0, N - 200, 500):
             await append_deliveries(conn, rows[start : min(start + 500, N - 200)])  # type: ignore[arg-type]
-        cp = await create_checkpoint(conn, CHECKPOINT_KEY.encode())  # type: ignore[arg-type]
-        assert cp is not None
+        await integrate(conn)
+        cp = await create_checkpoint(conn, log_signer(), log_origin(settings))
+        assert cp is not None and cp.tree_size == N - 200
         for d in rows[N - 200 :]:
             await append_delivery(conn, d)
+        await integrate(conn)
+        assert await create_checkpoint(conn, log_signer(), log_origin(settings))
         tokens = {
             role: await create_token(conn, name=f"q-{role}", role=role)  # type: ignore[arg-type]
             for role in ("auditor", "oncall", "admin")
@@ -274,7 +288,9 @@ async def test_raw_bytes_are_identical_and_detail_has_chain_and_processing(world
             w.rows[1].event_id,
             w.rows[1].event_type,
         )
-        db = await conn.fetchrow("SELECT prev_hash, row_hash FROM audit.deliveries WHERE id = 2")
+        db = await conn.fetchrow(
+            "SELECT leaf_index, leaf_hash FROM audit.leaves WHERE delivery_id = 2"
+        )
     async with AsyncTestClient(create_app(w.settings)) as client:
         for i in (1, 2, 3, 50, 1000, N):
             r = await client.get(f"/audit/deliveries/{i}/raw", headers=_auth(w))
@@ -284,8 +300,9 @@ async def test_raw_bytes_are_identical_and_detail_has_chain_and_processing(world
         r = await client.get("/audit/deliveries/2", headers=_auth(w))
         detail = r.json()
         assert detail["id"] == 2
-        assert detail["row_hash"] == bytes(db["row_hash"]).hex()
-        assert detail["prev_hash"] == bytes(db["prev_hash"]).hex()
+        assert detail["leaf_index"] == db["leaf_index"] == 1
+        assert detail["leaf_hash"] == bytes(db["leaf_hash"]).hex()
+        assert detail["prev_hash"] is None and detail["row_hash"] is None  # not a legacy row
         assert detail["body_sha256"] == hashlib.sha256(w.rows[1].body).hexdigest()
         assert detail["verification"] == "stripe-v1:key=abc"
         assert detail["processing"]["outcome"] == "applied"
@@ -374,15 +391,18 @@ async def test_rejections_and_checkpoints_and_verify(world: World) -> None:
         assert [x["status"] for x in r2.json()["items"]] == [401]
         r = await client.get("/audit/checkpoints", headers=_auth(w))
         cps = r.json()
-        assert cps[0]["id"] == w.checkpoint_id and cps[0]["delivery_id"] == N - 200
-        assert re.fullmatch(r"[0-9a-f]{64}", cps[0]["signature"])
+        assert [c["tree_size"] for c in cps] == [N, N - 200]
+        assert cps[1]["id"] == w.checkpoint_id
+        assert cps[0]["note"].startswith(f"{log_origin(w.settings)}\n{N}\n")
+        assert re.fullmatch(r"[0-9a-f]{64}", cps[0]["root_hash"])
         r = await client.get("/audit/verify", headers=_auth(w))
-        assert r.json()["ok"] is True and r.json()["head_id"] == N
+        assert r.json()["ok"] is True and r.json()["tree_size"] == N
         r = await client.get(
             "/audit/verify", params={"from_checkpoint": w.checkpoint_id}, headers=_auth(w)
         )
         body = r.json()
-        assert body["ok"] is True and body["started_after"] == N - 200 and body["checked"] == 200
+        assert body["ok"] is True and body["from_size"] == N - 200
+        assert body["leaves_checked"] == 200
         r = await client.get("/audit/verify", params={"from_checkpoint": 9999}, headers=_auth(w))
         assert r.json()["ok"] is False
 
@@ -393,8 +413,8 @@ async def _http_export(client: AsyncTestClient[Any], w: World, params: dict[str,
     return r.content
 
 
-def _verify(path: Path, key: bytes | None = CHECKPOINT_KEY.encode()) -> Any:
-    return verify_records(read_records(path), key)
+def _verify(path: Path, verifier: Verifier | None = VERIFIER) -> Any:
+    return verify_records(read_records(path), verifier)
 
 
 async def test_export_round_trip_and_tampering(world: World, tmp_path: Path) -> None:
@@ -408,17 +428,17 @@ async def test_export_round_trip_and_tampering(world: World, tmp_path: Path) -> 
         p.write_bytes(data)
         res = _verify(p)
         assert res.ok, res.describe()
-        assert res.complete and res.rows == N and res.head_id == N
-        assert "signature verified" in res.signature
-        assert "not checked" in _verify(p, None).signature
-        assert not _verify(p, b"wrong key").ok
+        assert res.complete and res.records == N and res.tree_size == N
+        assert "the given key" in res.key
+        assert "compare it" in _verify(p, None).key
+        assert not _verify(p, generate_signer(log_origin(w.settings)).verifier).ok
     p = tmp_path / "part.jsonl"
     p.write_bytes(part)
     res = _verify(p)
     assert (
         res.ok
         and not res.complete
-        and res.rows == len(_expected(w, lambda i, d: d.object_id == "obj_007"))
+        and res.records == len(_expected(w, lambda i, d: d.object_id == "obj_007"))
     )
 
     lines = full.decode().splitlines()
@@ -447,7 +467,8 @@ async def test_export_round_trip_and_tampering(world: World, tmp_path: Path) -> 
         ),
         "row deleted": lambda ls: ls.pop(30),
         "rows swapped": lambda ls: ls.__setitem__(slice(40, 42), [ls[41], ls[40]]),
-        "trailer head changed": edit(-1, head={"id": N, "row_hash": "00" * 32}),
+        "trailer checkpoint changed": edit(-1, checkpoint={"tree_size": N}),
+        "leaf hash changed": edit(15, leaf_hash="00" * 32),
         "last row dropped": lambda ls: ls.pop(-2),
         "truncated": lambda ls: ls.pop(-1),
     }
@@ -456,7 +477,7 @@ async def test_export_round_trip_and_tampering(world: World, tmp_path: Path) -> 
         assert not res.ok, name
     # One tamper in detail: the broken row is named.
     res = tampered(edit(10, event_type="invoice.voided"), "named.jsonl")
-    assert res.first_bad_id == 10 and "row modified" in (res.reason or "")
+    assert res.first_bad == "leaf 9 (delivery 10)" and "leaf hash" in (res.reason or "")
 
     # CSV tampering is caught too.
     csv_lines = full_csv.decode().splitlines()
@@ -471,7 +492,13 @@ async def test_export_is_streamed_in_constant_memory(world: World) -> None:
     tracemalloc.start()
     try:
         async with world.pool.acquire() as conn:
-            async for chunk in export_chunks(conn, DeliveryFilter(), "jsonl"):
+            async for chunk in export_chunks(
+                conn,
+                DeliveryFilter(),
+                "jsonl",
+                origin=log_origin(world.settings),
+                public_key=PUBLIC_KEY,
+            ):
                 total += len(chunk)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -517,7 +544,7 @@ async def test_cli_export_and_offline_verify(world: World, tmp_path: Path) -> No
         timeout=120,
     )
     assert v.returncode == 0, v.stdout + v.stderr
-    assert "export OK" in v.stdout and "signature verified" in v.stdout
+    assert "export OK" in v.stdout and PUBLIC_KEY in v.stdout
     data = out.read_text().splitlines()
     data[100] = data[100].replace("acct_test", "acct_evil", 1)
     out.write_text("\n".join(data) + "\n")

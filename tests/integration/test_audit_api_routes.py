@@ -1,4 +1,5 @@
-"""Every route of the app outside /webhooks, /health, /metrics and /schema needs a token.
+"""Every route of the app outside /webhooks, /health, /metrics, /schema and the log's public key
+needs a token.
 
 The routes are read from ``app.routes``, so a route another package adds later is covered too:
 no token → 401, a bad token → 401, and the roles that pass form an upward-closed set
@@ -17,9 +18,9 @@ from audit.tokens import create_token
 from ledgerhook.app import create_app
 from ledgerhook.db import database_name
 from ledgerhook.settings import ApiSettings, Settings
-from tests.conftest import make_settings
+from tests.conftest import PUBLIC_KEY, make_settings
 
-OPEN = ("/webhooks", "/health", "/metrics", "/schema")
+OPEN = ("/webhooks", "/health", "/metrics", "/schema", "/audit/public-key")
 AUDITOR_ROUTES = {
     "/audit/deliveries",
     "/audit/deliveries/{delivery_id:int}",
@@ -29,8 +30,18 @@ AUDITOR_ROUTES = {
     "/audit/export",
     "/audit/verify",
     "/audit/checkpoints",
+    "/audit/checkpoints/latest",
+    "/audit/deliveries/{delivery_id:int}/proof",
+    "/audit/tree",
+    "/audit/tree/consistency",
     "/audit/access-log",
 }
+
+
+async def test_the_public_key_is_public(settings: Settings) -> None:
+    async with AsyncTestClient(create_app(settings)) as client:
+        r = await client.get("/audit/public-key")
+    assert r.status_code == 200 and r.text == PUBLIC_KEY + "\n"
 
 
 def _concrete(path: str) -> str:

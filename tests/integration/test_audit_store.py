@@ -1,4 +1,4 @@
-"""The audit store on real PostgreSQL: migrations, privileges, append-only, chain, tampering."""
+"""The audit store on real PostgreSQL: migrations, privileges, append-only, appends, checkpoints."""
 
 from __future__ import annotations
 
@@ -7,23 +7,31 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from audit.chain import append_deliveries
-from audit.checkpoints import create_checkpoint, key_id
-from audit.verify import verify_chain
+from audit.append import append_deliveries
+from audit.checkpoints import create_checkpoint, log_origin
+from audit.note import generate_signer, parse_verifier_key
+from audit.verify import VerifyResult, verify_tree
 from ledgerhook.db import create_pool
 from ledgerhook.migrations import Migration, MigrationError, discover, migrate
 from ledgerhook.settings import Settings
-from tests.conftest import CHECKPOINT_KEY, PG_BASE, make_settings, superuser
-from tests.integration.audit_helpers import delivery
+from tests.conftest import CHECKPOINT_KEY, PG_BASE, PUBLIC_KEY, make_settings, superuser
+from tests.integration.audit_helpers import delivery, integrate, log_signer
 
-KEY = CHECKPOINT_KEY.encode()
 REPO = Path(__file__).resolve().parents[2]
+
+
+async def _verify(conn: asyncpg.Connection, settings: Settings, **kw: object) -> VerifyResult:
+    return await verify_tree(
+        conn,
+        verifiers=[parse_verifier_key(PUBLIC_KEY)],
+        origin=log_origin(settings),
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 async def _drop(name: str) -> None:
@@ -130,6 +138,12 @@ async def _as_app(settings: Settings) -> asyncpg.Connection:
         "UPDATE audit.events SET first_delivery_id = 0",
         "DELETE FROM audit.rejections",
         "TRUNCATE audit.checkpoints",
+        "INSERT INTO audit.checkpoints (created_at, delivery_id, chain_hash, row_count, key_id, "
+        "signature) VALUES (now(), 1, '\\x00', 1, 'k', '\\x00')",
+        "INSERT INTO audit.deliveries SELECT * FROM audit.deliveries",
+        "UPDATE audit.leaves SET leaf_index = leaf_index + 1",
+        "DELETE FROM audit.tree_nodes",
+        "TRUNCATE audit.tree_checkpoints",
         "ALTER TABLE audit.deliveries DISABLE TRIGGER append_only",
         "ALTER TABLE audit.deliveries ADD COLUMN x int",
         "DROP TABLE audit.deliveries",
@@ -162,16 +176,23 @@ async def test_application_role_cannot_change_the_log(settings: Settings, statem
         "TRUNCATE audit.deliveries_default",
         "UPDATE audit.events SET first_delivery_id = 0",
         "DELETE FROM audit.events",
-        "DELETE FROM audit.checkpoints",
+        "TRUNCATE audit.checkpoints",
         "TRUNCATE audit.rejections",
+        "UPDATE audit.leaves SET leaf_hash = sha256(leaf_hash)",
+        "DELETE FROM audit.leaves",
+        "TRUNCATE audit.tree_nodes",
+        "UPDATE audit.tree_nodes SET hash = sha256(hash)",
+        "DELETE FROM audit.tree_checkpoints",
+        "DELETE FROM audit.verification_runs",
     ],
 )
 async def test_append_only_even_for_the_owner(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool, statement: str
 ) -> None:
     async with fresh_pool.acquire() as conn:
-        await append_deliveries(conn, [delivery("evt_owner_1")])
-        await create_checkpoint(conn, KEY)
+        await append_deliveries(conn, [delivery(f"evt_owner_{i}") for i in range(20)])
+        await integrate(conn)
+        await create_checkpoint(conn, log_signer(), log_origin(fresh_settings))
     conn = await superuser(fresh_settings)
     try:
         await conn.execute("SET ROLE ledgerhook_owner")
@@ -181,7 +202,9 @@ async def test_append_only_even_for_the_owner(
         await conn.close()
 
 
-async def test_append_assigns_chain_positions_and_duplicates(fresh_pool: asyncpg.Pool) -> None:
+async def test_append_assigns_ids_and_duplicates(
+    fresh_settings: Settings, fresh_pool: asyncpg.Pool
+) -> None:
     async with fresh_pool.acquire() as conn:
         first = await append_deliveries(
             conn, [delivery("evt_a"), delivery("evt_b"), delivery("evt_a")]
@@ -189,13 +212,17 @@ async def test_append_assigns_chain_positions_and_duplicates(fresh_pool: asyncpg
         again = await append_deliveries(
             conn, [delivery("evt_b"), delivery("evt_a", account="other")]
         )
-        assert [r.id for r in first + again] == [1, 2, 3, 4, 5]
-        assert [r.duplicate_of for r in first + again] == [None, None, 1, 2, None]
-        stored = await conn.fetchrow("SELECT body, headers FROM audit.deliveries WHERE id = 1")
+        ids = [r.id for r in first + again]
+        assert len(set(ids)) == 5
+        assert [r.duplicate_of for r in first + again] == [None, None, ids[0], ids[1], None]
+        stored = await conn.fetchrow(
+            "SELECT body, headers FROM audit.deliveries WHERE id = $1", ids[0]
+        )
         assert bytes(stored["body"]) == delivery("evt_a").body
         assert stored["headers"] == delivery("evt_a").headers
-        result = await verify_chain(conn, key=KEY)
-        assert result.ok and result.checked == 5 and result.head_id == 5
+        assert await integrate(conn) == 5
+        result = await _verify(conn, fresh_settings)
+        assert result.ok and result.leaves_checked == 5 and result.tree_size == 5
 
 
 async def test_failed_append_leaves_nothing(fresh_pool: asyncpg.Pool) -> None:
@@ -206,10 +233,29 @@ async def test_failed_append_leaves_nothing(fresh_pool: asyncpg.Pool) -> None:
         assert await conn.fetchval("SELECT count(*) FROM audit.deliveries") == 0
         assert await conn.fetchval("SELECT count(*) FROM audit.events") == 0
         ok = await append_deliveries(conn, [delivery("evt_ok")])
-        assert ok[0].id == 1 and ok[0].duplicate_of is None
+        assert ok[0].duplicate_of is None  # the failed batch left no event behind
+        assert await integrate(conn) == 1
 
 
-async def test_concurrent_appenders_keep_one_chain(fresh_settings: Settings) -> None:
+async def test_append_must_come_first_in_its_transaction(fresh_pool: asyncpg.Pool) -> None:
+    """The sequencer's horizon relies on an appender's xid being assigned under its mark."""
+    async with fresh_pool.acquire() as conn:
+        async with conn.transaction():
+            await append_deliveries(conn, [delivery("evt_first")])
+            await append_deliveries(conn, [delivery("evt_second")])  # same transaction: fine
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(
+            "INSERT INTO audit.verification_runs (started_at, finished_at, ok, tree_size, "
+            "leaves_checked, from_size, checkpoints_checked, source) "
+            "VALUES (now(), now(), true, 0, 0, 0, 0, 'test')"
+        )
+        with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="before any other"):
+            await append_deliveries(conn, [delivery("evt_late")])
+        await tx.rollback()
+
+
+async def test_concurrent_appenders_all_land_and_verify(fresh_settings: Settings) -> None:
     # Several pools stand in for several API processes; many tasks each append small batches.
     pools = [await create_pool(fresh_settings, min_size=1, max_size=4) for _ in range(3)]
     try:
@@ -225,11 +271,12 @@ async def test_concurrent_appenders_keep_one_chain(fresh_settings: Settings) -> 
 
         results = await asyncio.gather(*(writer(pools[w % 3], w) for w in range(12)))
         ids = sorted(i for r in results for i in r)
-        assert ids == list(range(1, len(ids) + 1))
+        assert len(set(ids)) == len(ids)
         async with pools[0].acquire() as conn:
-            result = await verify_chain(conn, key=KEY)
+            assert await integrate(conn) == len(ids)
+            result = await _verify(conn, fresh_settings)
             assert result.ok, result.describe()
-            assert result.checked == len(ids)
+            assert result.leaves_checked == len(ids)
             dupes = await conn.fetchval(
                 "SELECT count(*) FROM audit.deliveries WHERE duplicate_of IS NOT NULL"
             )
@@ -242,7 +289,7 @@ async def test_concurrent_appenders_keep_one_chain(fresh_settings: Settings) -> 
 
 APPENDER = """
 import asyncio, sys
-from audit.chain import append_deliveries
+from audit.append import append_deliveries
 from ledgerhook.db import create_pool
 from tests.conftest import make_settings
 from tests.integration.audit_helpers import delivery
@@ -259,7 +306,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
 """
 
 
-async def test_concurrent_processes_keep_one_chain(
+async def test_concurrent_processes_all_land_and_verify(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
     db = fresh_settings.database_url.reveal().rsplit("/", 1)[1]
@@ -271,115 +318,59 @@ async def test_concurrent_processes_keep_one_chain(
     ]
     assert [await p.wait() for p in procs] == [0, 0, 0]
     async with fresh_pool.acquire() as conn:
-        result = await verify_chain(conn, key=KEY)
+        assert await integrate(conn) == 3 * 60 * 2
+        result = await _verify(conn, fresh_settings)
         assert result.ok, result.describe()
-        assert result.checked == 3 * 60 * 2
+        assert result.leaves_checked == 3 * 60 * 2
         assert (
             await conn.fetchval("SELECT count(*) FROM audit.deliveries WHERE duplicate_of IS NULL")
             == 180
         )
 
 
-Tamper = Callable[[asyncpg.Connection], Awaitable[object]]
-
-TAMPERING: list[tuple[str, str, int, str]] = [
-    (
-        "modify body",
-        "UPDATE audit.deliveries SET body = body || ' '::bytea WHERE id = 5",
-        5,
-        "body modified",
-    ),
-    (
-        "modify body and its hash",
-        "UPDATE audit.deliveries SET body = '{}'::bytea, body_sha256 = sha256('{}'::bytea) WHERE id = 5",
-        5,
-        "row modified",
-    ),
-    (
-        "modify a column",
-        "UPDATE audit.deliveries SET event_type = 'invoice.paid' WHERE id = 5",
-        5,
-        "row modified",
-    ),
-    (
-        "modify headers",
-        "UPDATE audit.deliveries SET headers = '[]' WHERE id = 5",
-        5,
-        "row modified",
-    ),
-    ("delete a row", "DELETE FROM audit.deliveries WHERE id = 5", 5, "missing"),
-    ("delete the tail", "DELETE FROM audit.deliveries WHERE id >= 9", 9, "log ends"),
-    (
-        "insert a row",
-        "INSERT INTO audit.deliveries SELECT id, received_at + interval '1 microsecond', provider, endpoint, account, event_id, event_type, event_created, object_id, origin, source_address, content_type, headers, verification, duplicate_of, body, body_sha256, prev_hash, row_hash FROM audit.deliveries WHERE id = 5",
-        5,
-        "more than once",
-    ),
-    (
-        "reorder two rows",
-        "UPDATE audit.deliveries SET id = CASE id WHEN 4 THEN 5 ELSE 4 END WHERE id IN (4, 5)",
-        4,
-        "reordered",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("what", "sql", "bad_id", "reason"), TAMPERING, ids=[t[0] for t in TAMPERING]
-)
-async def test_tampering_is_detected(
-    fresh_settings: Settings,
-    fresh_pool: asyncpg.Pool,
-    what: str,
-    sql: str,
-    bad_id: int,
-    reason: str,
-) -> None:
-    async with fresh_pool.acquire() as conn:
-        await append_deliveries(conn, [delivery(f"evt_t{i}") for i in range(10)])
-        cp = await create_checkpoint(conn, KEY)
-        assert cp is not None and cp.delivery_id == 10
-        assert (await verify_chain(conn, key=KEY)).ok
-    admin = await superuser(fresh_settings)
-    try:
-        await admin.execute("SET session_replication_role = replica")  # disables the triggers
-        await admin.execute(sql)
-    finally:
-        await admin.close()
-    async with fresh_pool.acquire() as conn:
-        result = await verify_chain(conn, key=KEY)
-    assert not result.ok
-    assert result.first_bad_id == bad_id, result.describe()
-    assert reason in (result.reason or ""), result.describe()
-
-
 async def test_checkpoints_are_signed_and_checked(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
+    origin = log_origin(fresh_settings)
     async with fresh_pool.acquire() as conn:
         await append_deliveries(conn, [delivery(f"evt_c{i}") for i in range(5)])
-        cp = await create_checkpoint(conn, KEY)
-        assert cp is not None and cp.key_id == key_id(KEY) and cp.row_count == 5
+        await integrate(conn)
+        cp = await create_checkpoint(conn, log_signer(), origin)
+        assert cp is not None and cp.tree_size == 5 and cp.key_name == "ledgerhook-test"
         await append_deliveries(conn, [delivery(f"evt_d{i}") for i in range(3)])
-        from_cp = await verify_chain(conn, key=KEY, from_checkpoint=cp.id)
-        assert from_cp.ok and from_cp.checked == 3 and from_cp.started_after == 5
-        wrong_key = await verify_chain(conn, key=b"not-the-key", from_checkpoint=cp.id)
-        assert not wrong_key.ok and "signature" in (wrong_key.reason or "")
-        # A checkpoint is written only for a chain that verifies.
+        await integrate(conn)
+        from_cp = await _verify(conn, fresh_settings, from_checkpoint=cp.id)
+        assert from_cp.ok and from_cp.leaves_checked == 3 and from_cp.from_size == 5
+        other = generate_signer(origin).verifier
+        wrong_key = await verify_tree(conn, verifiers=[other], origin=origin, from_checkpoint=cp.id)
+        assert not wrong_key.ok and "does not verify" in (wrong_key.reason or "")
+        # A checkpoint is written only for a log that verifies.
         admin = await superuser(fresh_settings)
         try:
             await admin.execute("SET session_replication_role = replica")
-            await admin.execute("UPDATE audit.deliveries SET account = 'x' WHERE id = 7")
-            # A forged checkpoint (an attacker without the key) fails verification too.
             await admin.execute(
-                "INSERT INTO audit.checkpoints (created_at, delivery_id, chain_hash, row_count, key_id, signature) "
-                "SELECT now(), delivery_id, chain_hash, row_count, key_id, '\\x00'::bytea FROM audit.checkpoints"
+                "UPDATE audit.deliveries SET account = 'x' WHERE id = "
+                "(SELECT delivery_id FROM audit.leaves WHERE leaf_index = 6)"
             )
         finally:
             await admin.close()
-        assert await create_checkpoint(conn, KEY) is None
-        forged = await verify_chain(conn, key=KEY, from_latest_checkpoint=True)
-        assert not forged.ok and "signature" in (forged.reason or "")
+        assert await create_checkpoint(conn, log_signer(), origin) is None
+        failed = await conn.fetchrow(
+            "SELECT ok, first_bad FROM audit.verification_runs ORDER BY id DESC LIMIT 1"
+        )
+        assert not failed["ok"] and failed["first_bad"].startswith("leaf 6")
+        # A forged checkpoint (an attacker without the key) fails verification too.
+        admin = await superuser(fresh_settings)
+        try:
+            await admin.execute(
+                "INSERT INTO audit.tree_checkpoints (created_at, origin, tree_size, root_hash, "
+                "key_name, key_id, note) SELECT now(), origin, tree_size, root_hash, key_name, "
+                "key_id, replace(note, E'\n\n', E'\nforged\n\n') FROM audit.tree_checkpoints"
+            )
+        finally:
+            await admin.close()
+        forged = await _verify(conn, fresh_settings, from_latest=True)
+        assert not forged.ok and "note does not verify" in (forged.reason or "")
 
 
 async def test_partitions_are_created_ahead(
@@ -424,18 +415,24 @@ async def test_cli_migrate_verify_checkpoint(
 ) -> None:
     assert "up to date" in _cli(fresh_settings, "migrate").stdout
     async with fresh_pool.acquire() as conn:
-        await append_deliveries(conn, [delivery(f"evt_cli{i}") for i in range(4)])
+        rows = await append_deliveries(conn, [delivery(f"evt_cli{i}") for i in range(4)])
+        pending = _cli(fresh_settings, "verify")
+        assert pending.returncode == 0 and "4 deliveries pending integration" in pending.stdout
+        await integrate(conn)
     ok = _cli(fresh_settings, "verify")
-    assert ok.returncode == 0 and "chain OK: 4 rows" in ok.stdout
+    assert ok.returncode == 0 and "tree OK: 4 leaves checked" in ok.stdout
     cp = _cli(fresh_settings, "checkpoint")
-    assert cp.returncode == 0 and "delivery 4" in cp.stdout
+    assert cp.returncode == 0 and "tree size 4" in cp.stdout
+    assert f"{log_origin(fresh_settings)}\n4\n" in cp.stdout  # the signed note itself
     admin = await superuser(fresh_settings)
     try:
         await admin.execute("SET session_replication_role = replica")
-        await admin.execute("UPDATE audit.deliveries SET event_id = 'forged' WHERE id = 2")
+        await admin.execute(
+            "UPDATE audit.deliveries SET event_id = 'forged' WHERE id = $1", rows[1].id
+        )
     finally:
         await admin.close()
     broken = _cli(fresh_settings, "verify")
     assert broken.returncode == 1
-    assert "BROKEN at delivery id 2" in broken.stdout
+    assert f"BROKEN at leaf 1 (delivery {rows[1].id})" in broken.stdout
     assert CHECKPOINT_KEY not in broken.stdout + broken.stderr

@@ -18,7 +18,10 @@ from prometheus_client import REGISTRY
 
 import ledgerhook.metrics  # noqa: F401  (registers every metric)
 from ledgerhook.cli import build_parser
+from ledgerhook.log_gauges import METRICS as LOG_STATE_METRICS
+from ledgerhook.log_gauges import UP as LOG_STATE_UP
 from ledgerhook.settings import _SECTIONS, Secret, Settings, load_settings
+from tests.conftest import CHECKPOINT_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -161,7 +164,7 @@ def test_deploy_env_loads_as_settings() -> None:
     env = {k: v for k, v in _env_names().items() if v and "${" not in v}
     for name, value in PLACEHOLDERS.items():
         env.setdefault(name, value)
-    env["LEDGERHOOK_CHECKPOINT_KEY"] = "k" * 32
+    env["LEDGERHOOK_CHECKPOINT_KEY"] = CHECKPOINT_KEY
     settings = load_settings(env)
     assert settings.environment in {"production", "development"}
     assert settings.processors.max_jobs == 32
@@ -177,6 +180,7 @@ def test_rules_and_dashboard_use_real_metrics() -> None:
     for metric in REGISTRY.collect():
         if metric.name.startswith("ledgerhook_"):
             known |= {metric.name, metric.name + "_total"}
+    known |= {name for name, _, _ in LOG_STATE_METRICS} | {LOG_STATE_UP}  # read at scrape time
     rules = _metric_names_in((DEPLOY / "prometheus" / "rules.yml").read_text())
     dashboard = _metric_names_in((DEPLOY / "grafana" / "ledgerhook.json").read_text())
     assert rules <= known, rules - known
@@ -185,7 +189,9 @@ def test_rules_and_dashboard_use_real_metrics() -> None:
         "ledgerhook_oldest_unprocessed_age_seconds",
         "ledgerhook_dead_letters",
         "ledgerhook_verification_failures_total",
-        "ledgerhook_chain_verification_ok",
+        "ledgerhook_log_verification_ok",
+        "ledgerhook_oldest_unintegrated_seconds",
+        "ledgerhook_sequencer_leaders",
         "ledgerhook_deliveries_received_total",
     ):
         assert must in rules

@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from audit.chain import NewDelivery, append_deliveries
+from audit.append import NewDelivery, append_deliveries
 from ingest.providers import chargebee, stripe
 from ledgerhook.settings import EndpointSettings, Secret
 from processors.service import process_delivery

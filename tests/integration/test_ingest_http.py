@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -361,15 +361,32 @@ async def test_rejections_are_capped_per_minute(settings: Settings, pool: asyncp
     assert 1 <= count <= 3
 
 
-async def test_wakes_the_workers_after_commit(client: Client, settings: Settings) -> None:
+async def test_the_sequencer_wakes_the_workers_after_integrating(
+    client: Client, settings: Settings
+) -> None:
+    """Ingest never touches Redis; once the delivery is a leaf, the sequencer's wake-up is the
+    job arq itself would have written (one per integrated batch, for its first delivery)."""
     from arq.connections import ArqRedis
     from arq.jobs import Job
     from redis.asyncio import Redis
+
+    from audit.sequencer import Sequencer
+    from ledgerhook.wakeup import Waker, arq_redis
 
     body = stripe_event()
     r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
     delivery_id = r.json()["delivery_id"]
     redis = Redis.from_url(REDIS_URL)
+    wake_redis = arq_redis(settings, timeout=1)
+    woken: list[int] = []
+    waker = Waker(settings, wake_redis)
+
+    def wake(ids: Sequence[int]) -> None:
+        woken.extend(ids)
+        waker.wake([delivery_id] if delivery_id in ids else ids)
+
+    sequencer = Sequencer(settings, on_integrated=wake)
+    task = asyncio.create_task(sequencer.run())
     try:
         deadline = time.monotonic() + 5
         key = f"arq:job:{job_id(settings, delivery_id)}"
@@ -388,7 +405,12 @@ async def test_wakes_the_workers_after_commit(client: Client, settings: Settings
             [delivery_id],
             {},
         )
+        assert delivery_id in woken
     finally:
+        sequencer.stop()
+        await task
+        await waker.drain(1)
+        await wake_redis.aclose(close_connection_pool=True)
         await redis.aclose()
 
 

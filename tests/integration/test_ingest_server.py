@@ -1,4 +1,4 @@
-"""Ingest through a real ``ledgerhook serve`` process: signed deliveries, concurrency, the chain."""
+"""Ingest through a real ``ledgerhook serve`` process: signed deliveries, concurrency, the tree."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ import httpx
 import msgspec
 import pytest
 
-from audit.verify import verify_chain
+from audit.checkpoints import log_origin
+from audit.note import parse_verifier_key
+from audit.verify import verify_tree
 from ledgerhook.settings import Settings
 from tests.conftest import (
     CHARGEBEE_AUTH,
     CHECKPOINT_KEY,
+    PUBLIC_KEY,
     REDIS_URL,
     STRIPE_SECRET,
     fixture_bytes,
@@ -29,6 +32,7 @@ from tests.conftest import (
     superuser,
     with_event_id,
 )
+from tests.integration.audit_helpers import integrate
 
 
 def signed(body: bytes) -> dict[str, str]:
@@ -124,9 +128,12 @@ async def test_real_server_concurrent_deliveries(server: str, fresh_settings: Se
             "SELECT account FROM audit.deliveries WHERE event_id = 'ev_srv_1'"
         )
         assert site == "acme-srv"
-        result = await verify_chain(conn, key=CHECKPOINT_KEY.encode())
+        assert await integrate(conn) == 201
+        result = await verify_tree(
+            conn, verifiers=[parse_verifier_key(PUBLIC_KEY)], origin=log_origin(fresh_settings)
+        )
         assert result.ok, result.describe()
-        assert result.head_id == 201
+        assert result.tree_size == 201
     finally:
         await conn.close()
     assert msgspec.json.decode(bodies[0])["id"].startswith("evt_srv_")

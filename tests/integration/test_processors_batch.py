@@ -18,7 +18,7 @@ from arq.connections import RedisSettings, create_pool
 
 import processors.repository as repo
 import processors.service as service
-from audit.chain import Appended
+from audit.append import Appended
 from audit.dbtypes import Conn
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, job_id, serialize
 from ledgerhook.settings import Settings

@@ -36,7 +36,10 @@ def _ids(n: int) -> list[str]:
 
 async def _verify(conn: asyncpg.Connection, settings: Settings, **kw: object) -> object:
     return await verify_tree(
-        conn, verifiers=[VERIFIER], origin=log_origin(settings), **kw  # type: ignore[arg-type]
+        conn,
+        verifiers=[VERIFIER],
+        origin=log_origin(settings),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -101,7 +104,11 @@ async def test_a_running_transaction_holds_integration_back_until_it_ends(
 ) -> None:
     """Rows of a transaction still running are not integrated, and nothing committed after it
     (with a higher txid) overtakes its rows: the sequencer waits, then takes them in order."""
-    async with fresh_pool.acquire() as slow, fresh_pool.acquire() as fast, fresh_pool.acquire() as seq:
+    async with (
+        fresh_pool.acquire() as slow,
+        fresh_pool.acquire() as fast,
+        fresh_pool.acquire() as seq,
+    ):
         tx = slow.transaction()
         await tx.start()
         early = await append_deliveries(slow, [delivery(_ids(1)[0])])
@@ -243,12 +250,21 @@ async def signed_log(fresh_settings: Settings, fresh_pool: asyncpg.Pool) -> list
 @pytest.mark.parametrize(
     ("sql", "expect"),
     [
-        ("UPDATE audit.deliveries SET event_type = 'invoice.paid' WHERE id = $1", "does not match its leaf"),
+        (
+            "UPDATE audit.deliveries SET event_type = 'invoice.paid' WHERE id = $1",
+            "does not match its leaf",
+        ),
         ("UPDATE audit.deliveries SET body = '{}'::bytea WHERE id = $1", "body does not match"),
         ("UPDATE audit.deliveries SET headers = '[]' WHERE id = $1", "does not match its leaf"),
-        ("UPDATE audit.deliveries SET received_at = received_at + interval '1 second' WHERE id = $1", "delivery is missing"),
+        (
+            "UPDATE audit.deliveries SET received_at = received_at + interval '1 second' WHERE id = $1",
+            "delivery is missing",
+        ),
         ("DELETE FROM audit.deliveries WHERE id = $1", "delivery is missing"),
-        ("UPDATE audit.leaves SET leaf_hash = sha256(leaf_hash) WHERE delivery_id = $1", "does not match its leaf"),
+        (
+            "UPDATE audit.leaves SET leaf_hash = sha256(leaf_hash) WHERE delivery_id = $1",
+            "does not match its leaf",
+        ),
         ("DELETE FROM audit.leaves WHERE delivery_id = $1", "missing"),
         ("UPDATE audit.deliveries SET duplicate_of = 1 WHERE id = $1", "duplicate_of"),
         ("DELETE FROM audit.events WHERE first_delivery_id = $1", "audit.events lacks"),
@@ -267,7 +283,8 @@ async def test_tampering_with_the_tree_or_checkpoints_is_named(
     fresh_settings: Settings, signed_log: list[int]
 ) -> None:
     found = await _tampered(
-        fresh_settings, "UPDATE audit.tree_nodes SET hash = sha256(hash) WHERE level = 4 AND idx = 1"
+        fresh_settings,
+        "UPDATE audit.tree_nodes SET hash = sha256(hash) WHERE level = 4 AND idx = 1",
     )
     assert "subtree (4, 1)" in found
 
@@ -281,7 +298,9 @@ async def test_a_checkpoint_by_another_key_or_altered_is_refused(
     conn = await superuser(fresh_settings)
     try:
         root = await root_at(conn, 40)
-        note = sign_checkpoint(Checkpoint(origin=log_origin(fresh_settings), size=40, root=root), other)
+        note = sign_checkpoint(
+            Checkpoint(origin=log_origin(fresh_settings), size=40, root=root), other
+        )
         await conn.execute(
             "INSERT INTO audit.tree_checkpoints (created_at, origin, tree_size, root_hash, "
             "key_name, key_id, note) VALUES (now(), $1, 40, $2, $3, $4, $5)",
@@ -301,7 +320,9 @@ async def test_a_checkpoint_by_another_key_or_altered_is_refused(
     assert not result.ok and "note does not verify" in result.reason  # type: ignore[attr-defined]
 
 
-async def test_a_rolled_back_tree_is_refused(fresh_settings: Settings, signed_log: list[int]) -> None:
+async def test_a_rolled_back_tree_is_refused(
+    fresh_settings: Settings, signed_log: list[int]
+) -> None:
     """Deleting the newest leaves (and their subtrees) leaves the signed checkpoint beyond the tree."""
     conn = await superuser(fresh_settings)
     try:
@@ -358,7 +379,11 @@ async def test_the_app_role_cannot_append_around_the_function(fresh_settings: Se
                 hashlib.sha256(b"").digest(),
             )
         for table in ("leaves", "tree_nodes", "tree_checkpoints", "verification_runs"):
-            for stmt in (f"UPDATE audit.{table} SET {'leaf_index' if table == 'leaves' else 'id' if table != 'tree_nodes' else 'idx'} = 0", f"DELETE FROM audit.{table}", f"TRUNCATE audit.{table}"):
+            for stmt in (
+                f"UPDATE audit.{table} SET {'leaf_index' if table == 'leaves' else 'id' if table != 'tree_nodes' else 'idx'} = 0",
+                f"DELETE FROM audit.{table}",
+                f"TRUNCATE audit.{table}",
+            ):
                 with pytest.raises(asyncpg.PostgresError):
                     await conn.execute(stmt)
     finally:

@@ -6,16 +6,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerts.model import RULES as MODEL_RULES
 from alerts.model import (
     Anomaly,
-    ChainStatus,
     DeadLetters,
     EndpointActivity,
     Facts,
     FetchBackMismatch,
+    IntegrationBacklog,
     MissingEvent,
     RejectionCount,
     Unprocessed,
+    VerificationStatus,
 )
 from alerts.rules import RULES, evaluate
 from ledgerhook.settings import AlertSettings
@@ -169,19 +171,68 @@ CASES: list[tuple[str, Facts, list[tuple[str, str, str, int]]]] = [
         [("processing", "warning", "lag", 3)],
     ),
     (
-        "chain ok",
-        Facts(config=CFG, chain=ChainStatus(ok=True, checked=10, head_id=10)),
+        "log verified",
+        Facts(
+            config=CFG,
+            verification=VerificationStatus(
+                ok=True, tree_size=10, finished_at=NOW, source="integrity"
+            ),
+        ),
         [],
     ),
     (
-        "chain broken: critical",
+        "log broken: critical",
         Facts(
             config=CFG,
-            chain=ChainStatus(
-                ok=False, checked=3, head_id=3, first_bad_id=4, reason="row modified"
+            verification=VerificationStatus(
+                ok=False,
+                tree_size=3,
+                finished_at=NOW,
+                source="cli",
+                first_bad="leaf 3 (delivery 4)",
+                reason="the delivery does not match its leaf",
             ),
         ),
-        [("integrity", "critical", "audit.deliveries", 1)],
+        [("integrity", "critical", "audit.log", 1)],
+    ),
+    (
+        "integration within the merge delay",
+        Facts(
+            config=CFG,
+            integration=IntegrationBacklog(
+                max_merge_delay_seconds=1.0,
+                pending=40,
+                oldest_received_at=NOW - timedelta(seconds=0.4),
+            ),
+        ),
+        [],
+    ),
+    (
+        "a delivery waits past the merge delay: critical",
+        Facts(
+            config=CFG,
+            integration=IntegrationBacklog(
+                max_merge_delay_seconds=1.0,
+                pending=40,
+                oldest_received_at=NOW - timedelta(seconds=3),
+            ),
+        ),
+        [("merge_delay", "critical", "pending", 40)],
+    ),
+    (
+        "leaves integrated late since the last sweep: warning",
+        Facts(
+            config=CFG,
+            integration=IntegrationBacklog(
+                max_merge_delay_seconds=1.0,
+                pending=0,
+                oldest_received_at=None,
+                late_leaves=7,
+                max_late_seconds=2.5,
+                first_late_delivery=12,
+            ),
+        ),
+        [("merge_delay", "warning", "late", 7)],
     ),
     (
         "each missing event is its own alert",
@@ -247,7 +298,8 @@ def test_state_rules_replace_rather_than_accumulate() -> None:
 
 def test_every_rule_is_registered_once() -> None:
     names = [n for n, _ in RULES]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names))
+    assert set(names) == set(MODEL_RULES)  # every rule name the alerts table accepts has a rule
 
 
 def test_only_restricts_the_rules_run() -> None:

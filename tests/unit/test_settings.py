@@ -37,8 +37,12 @@ def test_minimal_environment() -> None:
         ),
         ({"LEDGERHOOK_DATABASE_URL": DB, "LEDGERHOOK_BOGUS__X": "1"}, "LEDGERHOOK_BOGUS__X"),
         (
-            {"LEDGERHOOK_DATABASE_URL": DB, "LEDGERHOOK_ENVIRONMENT": "production"},
+            {"LEDGERHOOK_DATABASE_URL": DB, "LEDGERHOOK_CHECKPOINT_KEY": "an-old-hmac-key"},
             "LEDGERHOOK_CHECKPOINT_KEY",
+        ),
+        (
+            {"LEDGERHOOK_DATABASE_URL": DB, "LEDGERHOOK_TLOG__MAX_MERGE_DELAY_SECONDS": "0"},
+            "LEDGERHOOK_TLOG__MAX_MERGE_DELAY_SECONDS",
         ),
         (
             {"LEDGERHOOK_DATABASE_URL": DB, "LEDGERHOOK_STRIPE_WEBHOOK_SECRETS": "nope"},
@@ -66,11 +70,12 @@ def test_secrets_never_shown() -> None:
             "LEDGERHOOK_DATABASE_URL": "postgresql://app:hunter2@db/x",
             "LEDGERHOOK_STRIPE_WEBHOOK_SECRETS": "whsec_aaa,whsec_bbb",
             "LEDGERHOOK_CHARGEBEE_BASIC_AUTH": "u:topsecret",
-            "LEDGERHOOK_CHECKPOINT_KEY": "ck-value",
+            "LEDGERHOOK_CHECKPOINT_KEY": "PRIVATE+KEY+log+00000000+ck-value",
+            "LEDGERHOOK_LEGACY_HMAC_KEY": "legacy-value",
         }
     )
     text = repr(s) + str(s)
-    for value in ("hunter2", "whsec_aaa", "whsec_bbb", "topsecret", "ck-value"):
+    for value in ("hunter2", "whsec_aaa", "whsec_bbb", "topsecret", "ck-value", "legacy-value"):
         assert value not in text
     assert [x.reveal() for x in s.stripe_webhook_secrets] == ["whsec_aaa", "whsec_bbb"]
 
