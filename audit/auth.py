@@ -2,25 +2,28 @@
 
 ``require_role(role)`` returns a Litestar guard. On every request it:
 
-1. refuses with 429 when the source address already failed to authenticate
-   ``settings.api.auth_failures_per_minute`` times in the last 60 seconds (:class:`FailureLimiter`);
-2. reads ``Authorization: Bearer lh_...`` and looks the token's SHA-256 up in PostgreSQL (no cache,
-   so a revocation takes effect on the next request); missing, malformed, unknown or revoked → 401;
+1. reads ``Authorization: Bearer lh_...`` and looks the token's SHA-256 up in PostgreSQL (no cache,
+   so a revocation takes effect on the next request). A valid token goes on to step 3 without
+   ever consulting the brake: failures from the same address, or from everyone behind the same
+   proxy, can never lock a valid token out;
+2. refuses the rest: no bearer token at all → 401 (not counted: nothing was guessed); an unknown,
+   malformed or revoked token → counted by the brake (:mod:`audit.brake`, shared by all API
+   processes through Redis) under the client's address, then 401, or 429 with ``Retry-After``
+   once the address spent ``settings.api.auth_failures_per_minute`` in the current minute. With
+   Redis down the brake lets everything through (401), it never turns a refusal into a 500;
 3. compares the token's role with the required one (admin ⊇ oncall ⊇ auditor); too low → 403;
 4. appends one ``audit.access_log`` row (who, role, method, path, query, decision, address) before
-   the handler runs, so every answered read has its record;
+   the handler runs, so every answered read has its record (a 429 writes none: a flood past its
+   budget costs the database one indexed read per request, no write);
 5. puts the :class:`audit.tokens.Principal` in ``scope["user"]`` (``request.user``).
 
-The failure counter is in-process memory: with N server processes an attacker gets N times the
-budget, which still slows guessing of a 256-bit token to no effect. The token never reaches a log,
-an error message or the access log.
+The client's address is resolved by :mod:`ledgerhook.client_address` from the trusted proxies in
+``settings.api``. The token never reaches a log, an error message, Redis or the access log.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict, deque
 from typing import Any
 
 import asyncpg
@@ -28,58 +31,23 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from audit.brake import Brake
 from audit.errors import Forbidden, TooManyAttempts, Unauthenticated
 from audit.tokens import Principal, Role, find_principal, role_allows
+from ledgerhook import metrics
+from ledgerhook.client_address import scope_address
 from ledgerhook.settings import Settings
 
-__all__ = ["FailureLimiter", "principal_of", "require_role"]
+__all__ = ["principal_of", "request_address", "require_role"]
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 60.0
-_MAX_TRACKED = 10_000  # addresses remembered; the oldest are forgotten first
 
-
-class FailureLimiter:
-    """Failed authentications per source address in a sliding window (in-process)."""
-
-    def __init__(self, limit: int, window: float = WINDOW_SECONDS) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        q = self._failures.get(address)
-        if q is None:
-            return deque()
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        if not q:
-            del self._failures[address]
-        return q
-
-    def retry_after(self, address: str, now: float) -> int | None:
-        """Seconds until the address may try again, or None when it is not blocked."""
-        q = self._recent(address, now)
-        if len(q) < self.limit:
-            return None
-        return max(1, int(q[0] + self.window - now) + 1)
-
-    def fail(self, address: str, now: float) -> None:
-        q = self._failures.setdefault(address, deque())
-        q.append(now)
-        self._failures.move_to_end(address)
-        while len(self._failures) > _MAX_TRACKED:
-            self._failures.popitem(last=False)
-
-
-def _limiter(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> FailureLimiter:
-    state = connection.app.state
-    limiter: FailureLimiter | None = state.get("auth_failure_limiter")
-    if limiter is None:
-        limiter = FailureLimiter(settings.api.auth_failures_per_minute)
-        state.auth_failure_limiter = limiter
-    return limiter
+def request_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The client's address behind the trusted proxies of the app's settings."""
+    settings: Settings = connection.app.state.settings
+    api = settings.api
+    return scope_address(connection.scope, api.trusted_proxies, api.proxy_header)
 
 
 def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -124,21 +92,23 @@ def require_role(role: Role) -> Guard:
     """A guard admitting tokens whose role is ``role`` or above."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        settings: Settings = connection.app.state.settings
-        pool: asyncpg.Pool = connection.app.state.pool
-        address = connection.client.host if connection.client else None
-        limiter = _limiter(connection, settings)
-        now = time.monotonic()
-        wait = limiter.retry_after(address or "", now)
-        if wait is not None:
-            raise TooManyAttempts("too many failed authentications; try again later", wait)
+        state = connection.app.state
+        pool: asyncpg.Pool = state.pool
+        address = request_address(connection)
         token = _bearer(connection)
         principal = None
         if token is not None:
             async with pool.acquire() as conn:
                 principal = await find_principal(conn, token)
         if principal is None:
-            limiter.fail(address or "", now)
+            if token is not None:
+                brake: Brake = state.brake
+                wait = await brake.record_failure(address)
+                if wait is not None:
+                    metrics.auth_refusals.labels("throttled").inc()
+                    raise TooManyAttempts("too many failed authentications; try again later", wait)
+            reason = "missing" if token is None else "invalid"
+            metrics.auth_refusals.labels(reason).inc()
             await _record(
                 pool,
                 connection=connection,
@@ -149,16 +119,13 @@ def require_role(role: Role) -> Guard:
             )
             log.info(
                 "api authentication failed",
-                extra={
-                    "path": connection.url.path,
-                    "source_address": address,
-                    "reason": "missing" if token is None else "invalid",
-                },
+                extra={"path": connection.url.path, "source_address": address, "reason": reason},
             )
             if token is None:
                 raise Unauthenticated("missing bearer token (Authorization: Bearer lh_...)")
             raise Unauthenticated("invalid or revoked bearer token")
         if not role_allows(principal.role, role):
+            metrics.auth_refusals.labels("forbidden").inc()
             await _record(
                 pool,
                 connection=connection,

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 
 import msgspec
 
-__all__ = ["REDACTED", "bounded_headers", "header_map", "headers_json", "is_credential"]
+__all__ = [
+    "PEER_HEADER",
+    "REDACTED",
+    "bounded_headers",
+    "header_map",
+    "headers_json",
+    "is_credential",
+    "peer_header",
+]
 
 REDACTED = "[redacted]"
 _CREDENTIAL_NAMES = frozenset(
@@ -68,6 +76,15 @@ def bounded_headers(raw: list[tuple[bytes, bytes]], max_bytes: int) -> list[tupl
         (b"x-ledgerhook-truncated", f"{len(raw) - len(out) + 1} headers, {dropped} bytes".encode())
     )
     return out
+
+
+PEER_HEADER = b"x-ledgerhook-peer"
+
+
+def peer_header(peer: str | None) -> tuple[bytes, bytes]:
+    """The TCP peer (a proxy) as a stored header, appended when the recorded source address is
+    the client behind it: the audit row keeps both."""
+    return (PEER_HEADER, (peer or "").encode("latin-1", "replace"))
 
 
 def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -7,6 +7,11 @@
 :mod:`ingest.errors` error carrying a :class:`RejectionContext`; ``ledgerhook.app`` turns it into
 the HTTP answer and hands it to the rejection log.
 
+``source_address`` is the client behind the trusted proxies (``LEDGERHOOK_API__TRUSTED_PROXIES``,
+:mod:`ledgerhook.client_address`): the provider's address, not the ingress's. When that differs
+from the TCP peer, the peer is kept as an ``x-ledgerhook-peer`` header appended after the received
+ones in the stored headers (the forwarding headers themselves are stored as received).
+
 ``EndpointSettings.fetch_back`` needs nothing here: such deliveries are stored like any other
 and checked against the provider's API afterwards (alerts), never on the request path.
 """
@@ -30,11 +35,12 @@ from ingest.errors import (
     Unavailable,
     UnknownEndpoint,
 )
-from ingest.headers import bounded_headers, header_map, headers_json
+from ingest.headers import bounded_headers, header_map, headers_json, peer_header
 from ingest.providers import VERIFIERS
 from ingest.rejection_log import RejectionContext
 from ingest.runtime import IngestRuntime
 from ledgerhook import metrics
+from ledgerhook.client_address import scope_address
 
 __all__ = ["webhook_routes"]
 
@@ -66,7 +72,9 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
     scope = request.scope
     raw_headers = list(scope["headers"])
     client = scope.get("client")
-    source = client[0] if client else None
+    peer = client[0] if client else None
+    api = runtime.settings.api
+    source = scope_address(scope, api.trusted_proxies, api.proxy_header)
     endpoint = runtime.endpoints.get((provider, name))
     body = b""
     size = 0
@@ -89,6 +97,8 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
             body, size = exc.partial, exc.size
         if isinstance(exc, HeadersTooLarge):  # keep the record bounded too
             raw_headers = bounded_headers(raw_headers, limits.max_header_bytes)
+        if source != peer:
+            raw_headers.append(peer_header(peer))
         exc.context = RejectionContext(
             received_at=received_at,
             provider=provider,
@@ -101,6 +111,8 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
         )
         raise
     assert endpoint is not None
+    if source != peer:
+        raw_headers.append(peer_header(peer))
     delivery = NewDelivery(
         received_at=received_at,
         provider=provider,

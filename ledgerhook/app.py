@@ -1,9 +1,10 @@
 """The Litestar application: one app for webhooks, health, audit, state and alerts routes.
 
 ``create_app(settings)`` builds everything from the settings it is given; nothing is created at
-import time. Long-lived resources (the PostgreSQL pool, the Redis pool, the ingest appender) are
-opened in the lifespan and reached by handlers through ``app.state`` / dependencies. Each
-package's errors are mapped to HTTP responses here, in one place (:data:`EXCEPTION_HANDLERS`).
+import time. Long-lived resources (the PostgreSQL pool, the Redis clients of ingest and of the
+token guard's brute-force brake, the ingest appender) are opened in the lifespan and reached by
+handlers through ``app.state`` / dependencies. Each package's errors are mapped to HTTP
+responses here, in one place (:data:`EXCEPTION_HANDLERS`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from alerts.errors import (
     NotConfigured,
     ProviderApiError,
 )
+from audit.brake import open_brake
 from audit.checkpoints import load_signer
 from audit.errors import (
     AuditError,
@@ -197,7 +199,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         own = pool is None
         app.state.pool = await _open_pool(settings) if own else pool
         try:
-            yield
+            async with open_brake(settings) as brake:
+                app.state.brake = brake
+                yield
         finally:
             if own:
                 await app.state.pool.close()

@@ -110,6 +110,16 @@ sequencer_leader = Gauge(
     multiprocess_mode="max",
 )
 
+auth_refusals = Counter(
+    "ledgerhook_api_auth_refusals_total",
+    "Read/ops API requests the token guard refused, by reason (missing, invalid, throttled, forbidden).",
+    ["reason"],
+)
+auth_brake_errors = Counter(
+    "ledgerhook_auth_brake_errors_total",
+    "Brute-force brake calls that failed or timed out in Redis (the brake let the request through).",
+)
+
 
 def render() -> bytes:
     """The exposition text: aggregated across processes in multi-process mode."""

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ledgerhook.client_address import ProxyHeader, parse_networks
+
 __all__ = [
     "AlertSettings",
     "ApiSettings",
@@ -179,8 +181,16 @@ class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True):
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_page_size: int = 1000
     default_page_size: int = 100
-    # Failed token authentications per source address per minute before 429.
+    # Failed token authentications per client address per minute before 429, counted in Redis
+    # for all API processes together (audit.brake). Valid tokens never consult it.
     auth_failures_per_minute: int = 20
+    # Bound on each Redis call of the brake; past it (or with Redis down) the brake lets go.
+    brake_timeout_seconds: float = 0.25
+    # Reverse proxies (IPs or CIDR networks) whose forwarding header names the client
+    # (ledgerhook.client_address); empty: the TCP peer is the client, headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    # The header those proxies write: X-Forwarded-For or RFC 7239 Forwarded (only that one).
+    proxy_header: ProxyHeader = "x-forwarded-for"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,7 +274,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _SECTIONS = {"ingest", "tlog", "processors", "alerts", "reconcile", "api"}
-_TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth"}
+# Comma-separated in the environment (sections as ``section__field``).
+_TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth", "api__trusted_proxies"}
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
@@ -293,15 +304,16 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
         name = key.removeprefix(ENV_PREFIX).lower()
+        parsed: str | list[str] = value
+        if name in _TUPLE_FIELDS:
+            parsed = [v.strip() for v in value.split(",") if v.strip()]
         if "__" in name:
             section, _, field = name.partition("__")
             if section not in _SECTIONS:
                 raise SettingsError(f"{key}: unknown settings section {section!r}")
-            raw.setdefault(section, {})[field] = value
-        elif name in _TUPLE_FIELDS:
-            raw[name] = [v.strip() for v in value.split(",") if v.strip()]
+            raw.setdefault(section, {})[field] = parsed
         else:
-            raw[name] = value
+            raw[name] = parsed
     return raw
 
 
@@ -391,5 +403,13 @@ def _check(settings: Settings) -> None:
         seen.add((e.provider, e.name))
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", e.name):
             raise SettingsError(f"LEDGERHOOK_CONFIG [[endpoints]] name {e.name!r}: use [a-z0-9_-]")
+    try:
+        parse_networks(settings.api.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"LEDGERHOOK_API__TRUSTED_PROXIES: {exc}") from None
+    if settings.api.auth_failures_per_minute <= 0 or settings.api.brake_timeout_seconds <= 0:
+        raise SettingsError(
+            "LEDGERHOOK_API__AUTH_FAILURES_PER_MINUTE / BRAKE_TIMEOUT_SECONDS: must be positive"
+        )
     if settings.ingest.max_body_bytes <= 0 or settings.ingest.max_batch <= 0:
         raise SettingsError("LEDGERHOOK_INGEST__MAX_BODY_BYTES / MAX_BATCH: must be positive")

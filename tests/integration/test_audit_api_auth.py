@@ -1,4 +1,5 @@
-"""Tokens, roles, the access log, revocation and the brute-force brake, on real PostgreSQL."""
+"""Tokens, roles, the access log, revocation and the brute-force brake, on real PostgreSQL and
+Redis."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 
-from audit.auth import FailureLimiter, require_role
+from audit.auth import require_role
+from audit.brake import open_brake
 from audit.errors import TokenError
 from audit.tokens import Principal, create_token, list_tokens, revoke_token
 from ledgerhook.app import EXCEPTION_HANDLERS
 from ledgerhook.db import create_pool
-from ledgerhook.settings import ApiSettings, Settings
-from tests.conftest import PG_BASE, make_settings
+from ledgerhook.settings import ApiSettings, ProcessorSettings, Settings
+from tests.conftest import PG_BASE, RUN_ID
 
 
 @get("/t/auditor", guards=[require_role("auditor")])
@@ -41,16 +44,27 @@ async def admin_route() -> dict[str, str]:
     return {"ok": "admin"}
 
 
+def _own_brake(settings: Settings) -> Settings:
+    """The settings with a queue name of their own, so the brake's Redis keys (prefixed with it)
+    are this test's alone: every test client calls from the same address, ``testclient``."""
+    queue = f"lh-test-{RUN_ID}-{uuid.uuid4().hex[:8]}"
+    return msgspec.structs.replace(settings, processors=ProcessorSettings(queue_name=queue))
+
+
 def _app(settings: Settings, pool: asyncpg.Pool) -> Litestar:
-    """A small app around the guard. The test client runs it on its own event loop (a portal
-    thread), so it opens its own pool there; ``pool`` is only the test's handle to the same DB."""
+    """A small app around the guard, with a brake of its own (see :func:`_own_brake`). The test
+    client runs it on its own event loop (a portal thread), so it opens its own pool there;
+    ``pool`` is only the test's handle to the same DB."""
     del pool
+    settings = _own_brake(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings, min_size=1, max_size=2)
         try:
-            yield
+            async with open_brake(settings) as brake:
+                app.state.brake = brake
+                yield
         finally:
             await app.state.pool.close()
 
@@ -179,33 +193,57 @@ async def test_access_log_records_without_token(
             await conn.execute("DELETE FROM audit.access_log WHERE query = $1", f"m={marker}")
 
 
-async def test_failed_attempts_are_rate_limited(settings: Settings, pool: asyncpg.Pool) -> None:
-    limited = make_settings(
-        settings.database_url.reveal().rsplit("/", 1)[1],
-        api=ApiSettings(auth_failures_per_minute=3),
-    )
+async def test_failed_attempts_are_braked_but_valid_tokens_always_pass(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    limited = msgspec.structs.replace(settings, api=ApiSettings(auth_failures_per_minute=3))
     tokens = await _tokens(pool)
+    revoked_name = _name()
+    async with pool.acquire() as conn:
+        revoked = await create_token(conn, name=revoked_name, role="admin")
+        await revoke_token(conn, revoked_name)
     async with AsyncTestClient(_app(limited, pool)) as client:
         for _ in range(3):
             r = await client.get("/t/auditor", headers=_auth("lh_" + "B" * 43))
             assert r.status_code == 401
-        r = await client.get("/t/auditor", headers=_auth("lh_" + "B" * 43))
-        assert r.status_code == 429
-        assert int(r.headers["retry-after"]) >= 1
-        # Blocked even with a good token until the window passes: guessing gains nothing.
+        # Past the budget: unknown, malformed and revoked tokens get 429 with a Retry-After.
+        for bad in ("lh_" + "B" * 43, "lh_short", revoked):
+            r = await client.get("/t/auditor", headers=_auth(bad))
+            assert r.status_code == 429, bad[:5]
+            assert 1 <= int(r.headers["retry-after"]) <= 60
+            assert "error" in r.json()
+        # Valid tokens are served, and the role matrix still holds, for the same address.
         r = await client.get("/t/auditor", headers=_auth(tokens["auditor"][1]))
-        assert r.status_code == 429
+        assert r.status_code == 200
+        assert (
+            await client.get("/t/admin", headers=_auth(tokens["auditor"][1]))
+        ).status_code == 403
+        assert (await client.get("/t/admin", headers=_auth(tokens["admin"][1]))).status_code == 200
+        assert (
+            await client.get("/t/oncall", headers=_auth(tokens["oncall"][1]))
+        ).status_code == 200
+        # No credentials at all is not a guess: still 401.
+        r = await client.get("/t/auditor")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"] == "Bearer"
 
 
-def test_failure_limiter_window() -> None:
-    lim = FailureLimiter(2, window=60)
-    assert lim.retry_after("a", 0) is None
-    lim.fail("a", 0)
-    lim.fail("a", 10)
-    assert lim.retry_after("a", 11) == 50
-    assert lim.retry_after("b", 11) is None
-    assert lim.retry_after("a", 60.5) is None  # first failure slid out of the window
-    assert lim.retry_after("a", 71) is None
+async def test_hundred_bad_tokens_then_a_valid_one(settings: Settings, pool: asyncpg.Pool) -> None:
+    tokens = await _tokens(pool)
+    async with AsyncTestClient(_app(settings, pool)) as client:
+        codes = [
+            (
+                await client.get("/t/oncall", headers=_auth(f"lh_{uuid.uuid4().hex}{i:011d}"))
+            ).status_code
+            for i in range(100)
+        ]
+        budget = settings.api.auth_failures_per_minute
+        assert codes == [401] * budget + [429] * (100 - budget)
+        for role in ("oncall", "admin"):
+            r = await client.get("/t/oncall", headers=_auth(tokens[role][1]))
+            assert r.status_code == 200, role
+        r = await client.get("/t/oncall", headers=_auth(tokens["auditor"][1]))
+        assert r.status_code == 403
 
 
 def test_cli_create_prints_only_the_token(settings: Settings) -> None:
