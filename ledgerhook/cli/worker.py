@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ledgerhook.logs import configure_logging
-from ledgerhook.observability import init_sentry, start_worker_metrics
 from ledgerhook.settings import load_settings
 
 
@@ -19,6 +18,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every ``ledgerhook`` command imports this module to
+    # register its arguments, and Sentry/metrics/arq cost a second of start-up it need not pay.
+    from ledgerhook.observability import init_sentry, start_worker_metrics
     from ledgerhook.worker import run_supervised
 
     settings = load_settings()
