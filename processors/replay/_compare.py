@@ -182,16 +182,16 @@ async def _compare_table(conn: Conn, t: Table) -> list[Difference]:
     return out
 
 
-async def compare(conn: Conn, progress: Callable[[int], None] | None = None) -> list[Difference]:
+async def compare(conn: Conn, progress: Callable[[str], None] | None = None) -> list[Difference]:
     """Every difference between live and ``processors_replay``, table by table.
 
     Run in the rebuild's transaction (:func:`processors.replay.rebuild_and_compare`) to compare
-    against the same snapshot; alone, it compares whatever live is now. ``progress`` is told of
-    each table done.
+    against the same snapshot; alone, it compares whatever live is now. ``progress`` is told the
+    name of each table before it is compared.
     """
     out: list[Difference] = []
     for t in TABLES:
-        out += await _compare_table(conn, t)
         if progress is not None:
-            progress(1)
+            progress(t.name)
+        out += await _compare_table(conn, t)
     return out

@@ -35,6 +35,8 @@ class Fold:
         self._events: set[tuple[str, str, str]] = set()
         self._outcomes: list[repo.Outcome] = []
         self.deliveries = self.duplicates = self.ignored = self.failed = 0
+        # Of ``deliveries``: those live settled its event with (the rest: backlog, dead letters).
+        self.settled = 0
 
     def add(self, d: repo.Delivery, *, settled: bool) -> None:
         """Fold one delivery. ``settled``: live settled its event with it (see ``_order``).
@@ -45,6 +47,7 @@ class Fold:
         it dead-lettered.
         """
         self.deliveries += 1
+        self.settled += settled
         event_key = (d.provider, d.account, d.event_id)
         if event_key in self._events:
             self.duplicates += 1

@@ -40,9 +40,12 @@ class Progress(Protocol):
 
 
 class RebuildStats(msgspec.Struct, frozen=True, kw_only=True):
-    # Deliveries folded, and among them: later deliveries of an event already folded, events
-    # that change nothing, payloads that cannot be normalised.
+    # Deliveries folded, and among them: those live had settled their event with (the others
+    # are deliveries of events not settled yet, folded by --rebuild alone), later deliveries
+    # of an event already folded, events that change nothing, payloads that cannot be
+    # normalised.
     deliveries: int
+    settled: int
     duplicates: int
     ignored: int
     failed: int
@@ -57,9 +60,13 @@ class RebuildStats(msgspec.Struct, frozen=True, kw_only=True):
     dead_letters: int
 
     def describe(self) -> str:
+        pending = self.deliveries - self.settled
+        source = f"{self.settled} deliveries that settled their events" + (
+            f" and {pending} of events not settled yet" if pending else ""
+        )
         return (
-            f"rebuilt from {self.deliveries} deliveries ({self.duplicates} duplicates, "
-            f"{self.ignored} ignored, {self.failed} not normalisable): {self.objects} objects, "
+            f"rebuilt from {source} ({self.ignored} ignored, {self.duplicates} duplicates, "
+            f"{self.failed} not normalisable): {self.objects} objects, "
             f"{self.settlements} settlements, {self.history} history rows, "
             f"{self.subscription_changes} subscription changes, {self.anomalies} anomalies"
         )
@@ -105,6 +112,7 @@ async def _rebuild(conn: Conn, *, unsettled: bool, progress: Progress | None) ->
         progress.finish("rebuilt")
     return RebuildStats(
         deliveries=fold.deliveries,
+        settled=fold.settled,
         duplicates=fold.duplicates,
         ignored=fold.ignored,
         failed=fold.failed,
@@ -125,11 +133,11 @@ async def rebuild(conn: Conn, progress: Progress | None = None) -> RebuildStats:
 
 
 async def rebuild_and_compare(
-    conn: Conn, progress: Progress | None = None, compared: Callable[[int], None] | None = None
+    conn: Conn, progress: Progress | None = None, compared: Callable[[str], None] | None = None
 ) -> Report:
     """Rebuild what live had settled, and compare, in one snapshot; the rebuild is kept.
 
-    ``progress`` is told of deliveries folded, ``compared`` of tables compared.
+    ``progress`` is told of deliveries folded, ``compared`` of each table it starts comparing.
     """
     async with conn.transaction(isolation="repeatable_read"):
         stats = await _rebuild(conn, unsettled=False, progress=progress)
