@@ -174,7 +174,9 @@ async def _compare_table(conn: Conn, t: Table) -> list[Difference]:
                     or values.get("event_id")
                 ),
                 kind=kind,
-                fields=_field_diff(live, rebuilt) if live is not None and rebuilt else {},
+                fields=_field_diff(live, rebuilt)
+                if live is not None and rebuilt is not None
+                else {},
                 delivery_id=k.get("delivery_id"),
                 subject=_subject(t, k, values, r["n"]),
             )

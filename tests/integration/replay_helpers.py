@@ -1,9 +1,13 @@
-"""Helpers for the replay tests: states as rows say, the in-order fold, a batch killed mid-flight."""
+"""Helpers for the replay tests: the CLI, states as rows say, the in-order fold, a killed batch."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,13 +20,30 @@ from processors.model import Body
 from processors.normalize import normalize
 from processors.service import process_batch
 from processors.transitions import apply
-from tests.conftest import superuser
+from tests.conftest import CHECKPOINT_KEY, REDIS_URL, superuser
 
 # (provider, account, object type, object id) -> (version, deleted, body)
 States = dict[tuple[str, str, str, str], tuple[str, bool, Body]]
 Event = tuple[str, str, dict[str, Any]]  # (provider, account, provider event)
 
 _body = msgspec.json.Decoder(Body)
+
+LEDGERHOOK = Path(sys.executable).with_name("ledgerhook")
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``ledgerhook`` against the settings' database, as an operator would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
+    env.update(
+        LEDGERHOOK_DATABASE_URL=settings.database_url.reveal(),
+        LEDGERHOOK_REDIS_URL=REDIS_URL,
+        LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,
+        LEDGERHOOK_LOG_LEVEL="WARNING",
+    )
+    return subprocess.run(
+        [str(LEDGERHOOK), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
 
 # Every table live processing writes; a rolled-back batch leaves each exactly as it was.
 PROCESSING_TABLES = (

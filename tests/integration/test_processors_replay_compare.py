@@ -19,7 +19,7 @@ from tests.integration.processors_helpers import (
     stripe_sequence,
     uid,
 )
-from tests.integration.test_processors_replay import _cli
+from tests.integration.replay_helpers import cli
 
 
 async def _run(pool: asyncpg.Pool, tag: str, *, process: bool = True) -> list[int]:
@@ -42,17 +42,17 @@ async def test_one_command_modes_and_usage_errors(
     backlog = await _run(fresh_pool, uid(), process=False)
 
     # Rebuild and compare in one run: the backlog is reported, not mistaken for differences.
-    both = _cli(fresh_settings, "replay", "--rebuild", "--compare")
+    both = cli(fresh_settings, "replay", "--rebuild", "--compare")
     assert both.returncode == 0, both.stdout + both.stderr
     assert "live state matches the rebuild" in both.stdout
     assert f"not compared: {len(backlog)} deliveries not processed yet" in both.stdout
     assert "replay --compare: rebuilt" in both.stderr  # progress and summary on stderr
-    alone = _cli(fresh_settings, "replay", "--compare")
+    alone = cli(fresh_settings, "replay", "--compare")
     assert alone.returncode == 0, alone.stdout + alone.stderr
     assert "matches" in alone.stdout
 
     # --rebuild alone rebuilds the whole log, backlog included: live lacks what is not applied.
-    rebuilt = _cli(fresh_settings, "replay", "--rebuild")
+    rebuilt = cli(fresh_settings, "replay", "--rebuild")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     assert "into processors_replay" in rebuilt.stdout
     async with fresh_pool.acquire() as conn:
@@ -67,7 +67,7 @@ async def test_one_command_modes_and_usage_errors(
         ("--rebuild", "--dead-letters"),
         ("--delivery", "1", "--dead-letters"),
     ):
-        usage = _cli(fresh_settings, "replay", *args)
+        usage = cli(fresh_settings, "replay", *args)
         assert usage.returncode == 2, (args, usage.stdout, usage.stderr)
         assert "usage:" in usage.stderr
 
@@ -166,7 +166,7 @@ async def test_every_table_is_compared_and_described(
     finally:
         await su.close()
 
-    result = _cli(fresh_settings, "replay", "--rebuild", "--compare")
+    result = cli(fresh_settings, "replay", "--rebuild", "--compare")
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout
     acct = f"stripe/acct_{tag}"
