@@ -8,14 +8,16 @@
    applies deliveries in whatever order jobs, batches, retries and killed workers produce, so the
    rebuild follows that order, read from ``processors.history``: ``history.id`` is drawn from a
    sequence while the transaction holds the advisory lock of every object the delivery touches
-   (all locks are taken before the first history row is written, and held until commit), so for
-   any two deliveries that touch a common object, the one applied first has all its history ids
-   below the other's. Ordering by each delivery's smallest history id therefore replays every
+   (all locks are taken before the first history row is written, and held until commit; within
+   one batch, rows are inserted in the order its deliveries were decided), so for any two
+   deliveries that touch a common object, the one applied first has all its history ids below
+   the other's. Ordering by each delivery's smallest history id therefore replays every
    object's updates in exactly the order live applied them; deliveries that touch no common
    object may come in any order, and that changes nothing. Every ``applied`` or ``stale``
    delivery has a history row (its main update always gets one); ``ignored`` ones have none and
    touch nothing, so their place does not matter. Delivery ids are only a tie-break here, never
-   a claim about commit order.
+   a claim about commit order. (This needs ``history.id``'s sequence to hand out numbers in
+   call order: ``bigserial``'s default ``CACHE 1``. A per-session cache would break it.)
 2. **With ``unsettled``:** then every delivery of an event nobody settled yet (backlog,
    dead letters), in log order: what live will get to once it catches up. ``--rebuild`` alone
    includes them; the comparison does not (live has not applied them, so they are no difference).
