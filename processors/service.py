@@ -41,7 +41,7 @@ from processors.model import NeutralEvent, StoredObject
 from processors.normalize import normalize
 from processors.transitions import Transition, apply
 
-__all__ = ["LOCK_TIMEOUT", "process_batch", "process_delivery"]
+__all__ = ["LOCK_TIMEOUT", "Batch", "process_batch", "process_delivery"]
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,12 @@ def _count(d: repo.Delivery, outcome: str) -> None:
         metrics.receipt_to_applied_seconds.labels(provider=d.provider).observe(max(age, 0.0))
 
 
-class _Batch:
-    """The rows one batch writes, gathered while deciding its deliveries in id order."""
+class Batch:
+    """The rows one batch writes, gathered while deciding its deliveries in id order.
+
+    ``processors.replay`` folds the whole log through this same class, so a rebuild derives
+    history, subscription changes and anomalies exactly as live processing does.
+    """
 
     def __init__(self, states: dict[repo.StateKey, StoredObject]) -> None:
         self.states = states
@@ -276,7 +280,7 @@ async def _apply_batch(conn: Conn, ds: list[repo.Delivery]) -> dict[int, tuple[s
     keys = {(u.object_type, d.provider, d.account, u.object_id) for d, e in todo for u in e.updates}
     if keys:
         await repo.lock_all(conn, [_object_key(k[1], k[2], k[0], k[3]) for k in keys])
-        batch = _Batch(await repo.load_states(conn, list(keys)))
+        batch = Batch(await repo.load_states(conn, list(keys)))
         applied = {d.id: batch.apply(d, e) for d, e in todo}
         outcomes = [applied.get(o.delivery.id, o) for o in outcomes]
         await repo.save_states(conn, list(batch.changed.values()))

@@ -23,6 +23,7 @@ COMMANDS = (
     "ledgerhook.cli.export",
     "ledgerhook.cli.run",
     "ledgerhook.cli.worker",
+    "ledgerhook.cli.replay",
     "ledgerhook.cli.reconcile",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",

@@ -7,13 +7,14 @@ import asyncio
 import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alerts.errors import AlertsError
-from alerts.reconcile import ReconcileSummary, reconcile
 from ledgerhook.db import create_pool
 from ledgerhook.logs import configure_logging
 from ledgerhook.settings import load_settings
+
+if TYPE_CHECKING:  # imported when the command runs: every command imports this module
+    from alerts.reconcile import ReconcileSummary
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PROGRESS_EVERY_SECONDS = 2.0
@@ -62,6 +63,9 @@ def describe(s: ReconcileSummary) -> str:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from alerts.errors import AlertsError
+    from alerts.reconcile import reconcile
+
     settings = load_settings()
     configure_logging(settings)
     last = [0.0]

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 
 from tests.faults.cluster import Cluster
+from tests.faults.services import run_cli
 from tests.faults.stream import Event, headers_for
 
 FAULT_KINDS = (
@@ -33,6 +34,10 @@ FAULT_KINDS = (
     "pg_stop_immediate",
     "worker_stall",
 )
+
+# ``replay``'s exit code for "could not run to the end" (ledgerhook/cli/replay.py).
+COULD_NOT_RUN = 3
+COMPARE_ATTEMPTS = 20
 
 PATHS = {"stripe": "/webhooks/stripe", "chargebee": "/webhooks/chargebee"}
 
@@ -62,12 +67,27 @@ class Attempt:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``ledgerhook replay --rebuild --compare`` run right after a fault, under load."""
+
+    after: str
+    returncode: int
+    seconds: float
+    output: str
+
+
+# The outside consistency check: state rebuilt from the log equals live, in one snapshot.
+COMPARE = ("replay", "--rebuild", "--compare")
+
+
 @dataclass
 class Record:
     attempts: list[Attempt] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     pg_down: list[tuple[float, float]] = field(default_factory=list)
     fault_log: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
 
     def acked_events(self) -> set[str]:
         return {a.event.event_id for a in self.attempts if a.acknowledged}
@@ -83,6 +103,9 @@ class Driver:
         self.rng = random.Random(seed)
         self.concurrency = concurrency
         self.t0 = time.monotonic()
+        # Faults whose consistency check is still to run, and the task running them in turn.
+        self._compare_queue: asyncio.Queue[str] = asyncio.Queue()
+        self._comparer: asyncio.Task[None] | None = None
 
     async def send(self, client: httpx.AsyncClient, event: Event) -> Attempt:
         ports = self.cluster.api_ports
@@ -147,7 +170,12 @@ class Driver:
     async def inject(
         self, until: float, *, every: tuple[float, float], stall_seconds: float
     ) -> None:
-        """Faults at random moments; each kind at least once before any repeats."""
+        """Faults at random moments; each kind at least once before any repeats.
+
+        After the first fault of each kind, the consistency check is queued: it runs in the
+        background, one at a time, while the load and the next faults go on (workers busy, a
+        backlog, jobs being retried), so the run injects as many faults as before.
+        """
         kinds = list(FAULT_KINDS)
         self.rng.shuffle(kinds)
         while True:
@@ -158,6 +186,63 @@ class Driver:
             self.record.fault_log.append(f"{time.monotonic() - self.t0:7.2f}s {kind}")
             await asyncio.to_thread(self._locked_fault, kind, stall_seconds)
             self.record.faults[kind] += 1
+            if self.record.faults[kind] == 1:
+                self._compare_queue.put_nowait(kind)
+                if self._comparer is None:
+                    self._comparer = asyncio.create_task(self._compare_queued())
+
+    async def _compare_queued(self) -> None:
+        while True:
+            kind = await self._compare_queue.get()
+            try:
+                await self.compare(after=kind)
+            finally:
+                self._compare_queue.task_done()
+
+    async def comparisons_done(self) -> None:
+        """Wait for the queued consistency checks (they may outlast the load)."""
+        await self._compare_queue.join()
+        if self._comparer is not None:
+            self._comparer.cancel()
+            self._comparer = None
+
+    async def compare(self, *, after: str) -> None:
+        """Run the consistency check now and record it.
+
+        Exit 3 says it could not run to the end (a later fault stopped PostgreSQL under it) and
+        concludes nothing, so it is run again; any other exit is the check's verdict.
+        """
+        started = time.monotonic()
+        for _ in range(COMPARE_ATTEMPTS):
+            result = await asyncio.to_thread(run_cli, self.cluster.env, *COMPARE)
+            if result.returncode != COULD_NOT_RUN:
+                break
+            self.record.fault_log.append(
+                f"{time.monotonic() - self.t0:7.2f}s replay --rebuild --compare could not run "
+                f"(queued after {after}); again"
+            )
+            await asyncio.sleep(1.0)
+        seconds = time.monotonic() - started
+        self.record.comparisons.append(
+            Comparison(
+                after=after,
+                returncode=result.returncode,
+                seconds=seconds,
+                output=(result.stdout[-2000:] + result.stderr[-1000:]),
+            )
+        )
+        # Whether it ran mid-flight (the report names what live had not applied yet), and how
+        # long the fold took (its summary line on stderr).
+        notes = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(("not compared", "replay --compare: rebuilt"))
+        ]
+        self.record.fault_log.append(
+            f"{time.monotonic() - self.t0:7.2f}s replay --rebuild --compare: "
+            f"exit {result.returncode} in {seconds:.1f}s (queued after {after})"
+            + "".join(f"\n             {n}" for n in notes)
+        )
 
     def _locked_fault(self, kind: str, stall_seconds: float) -> None:
         with self.cluster.lock:

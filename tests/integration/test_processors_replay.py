@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import asyncpg
 from arq.connections import RedisSettings, create_pool
@@ -15,7 +11,7 @@ from ledgerhook.jobs import deserialize, serialize
 from ledgerhook.settings import Settings
 from processors.replay import compare, rebuild
 from processors.worker import enqueue
-from tests.conftest import CHECKPOINT_KEY, REDIS_URL, superuser
+from tests.conftest import REDIS_URL, superuser
 from tests.integration.processors_helpers import (
     append,
     chargebee_sequence,
@@ -26,21 +22,7 @@ from tests.integration.processors_helpers import (
     stripe_sequence,
     uid,
 )
-
-LEDGERHOOK = Path(sys.executable).with_name("ledgerhook")
-
-
-def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
-    env.update(
-        LEDGERHOOK_DATABASE_URL=settings.database_url.reveal(),
-        LEDGERHOOK_REDIS_URL=REDIS_URL,
-        LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,
-        LEDGERHOOK_LOG_LEVEL="WARNING",
-    )
-    return subprocess.run(
-        [str(LEDGERHOOK), *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+from tests.integration.replay_helpers import cli as _cli
 
 
 async def test_replay_equals_live_after_shuffled_duplicated_run(
