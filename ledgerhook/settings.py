@@ -26,6 +26,7 @@ import msgspec
 __all__ = [
     "AlertSettings",
     "ApiSettings",
+    "ConsoleSettings",
     "EndpointSettings",
     "IngestSettings",
     "ProcessorSettings",
@@ -166,6 +167,16 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     auth_failures_per_minute: int = 20
 
 
+class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The web console under ``/console`` (ledgerhook.console)."""
+
+    # A signed-in session ends this long after sign-in (sign-out and token revocation end it sooner).
+    session_ttl_seconds: int = 12 * 3600
+    # ``auto``: the session cookie is Secure when the request came over TLS; ``always``: always
+    # (set it when a TLS-terminating proxy forwards plain HTTP to Ledgerhook).
+    secure_cookie: Literal["auto", "always"] = "auto"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: Secret
     # Used by ``ledgerhook migrate`` only (owner/superuser); defaults to database_url.
@@ -199,6 +210,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alerts: AlertSettings = AlertSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def admin_url(self) -> Secret:
@@ -239,7 +251,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-_SECTIONS = {"ingest", "processors", "alerts", "reconcile", "api"}
+_SECTIONS = {"ingest", "processors", "alerts", "reconcile", "api", "console"}
 _TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth"}
 
 
@@ -359,5 +371,7 @@ def _check(settings: Settings) -> None:
         seen.add((e.provider, e.name))
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", e.name):
             raise SettingsError(f"LEDGERHOOK_CONFIG [[endpoints]] name {e.name!r}: use [a-z0-9_-]")
+    if settings.console.session_ttl_seconds < 60:
+        raise SettingsError("LEDGERHOOK_CONSOLE__SESSION_TTL_SECONDS: at least 60")
     if settings.ingest.max_body_bytes <= 0 or settings.ingest.max_batch <= 0:
         raise SettingsError("LEDGERHOOK_INGEST__MAX_BODY_BYTES / MAX_BATCH: must be positive")
