@@ -46,7 +46,11 @@ def reindent(text: str, limit: int = VIEW_LIMIT) -> str | None:
     def newline() -> str:
         return "\n" + _INDENT * min(max(depth, 0), MAX_DEPTH)
 
-    for ch in text:
+    closing = {"{": "}", "[": "]"}
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        i += 1
         if in_string:
             if escaped:
                 escaped = False
@@ -62,9 +66,16 @@ def reindent(text: str, limit: int = VIEW_LIMIT) -> str | None:
         if ch == '"':
             in_string = True
             piece = ch
-        elif ch in "{[":
-            depth += 1
-            piece = ch + newline()
+        elif ch in closing:
+            j = i
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] == closing[ch]:  # an empty container stays on its line
+                piece = ch + closing[ch]
+                i = j + 1
+            else:
+                depth += 1
+                piece = ch + newline()
         elif ch in "}]":
             depth -= 1
             piece = newline() + ch

@@ -56,8 +56,8 @@ def test_reindent_keeps_every_token_as_sent(body: bytes) -> None:
 
 
 def test_reindent_indents_structure() -> None:
-    assert bodies.reindent('{"a":[1,2],"b":{}}') == (
-        '{\n  "a": [\n    1,\n    2\n  ],\n  "b": {\n    \n  }\n}'
+    assert bodies.reindent('{"a":[1,2],"b":{ },"c":[]}') == (
+        '{\n  "a": [\n    1,\n    2\n  ],\n  "b": {},\n  "c": []\n}'
     )
 
 
