@@ -256,15 +256,19 @@ async def pending(conn: Conn, cap: int = 10_000) -> Pending:
     The watermark is in delivery-id order today; when the sweeper moves to another order, this
     moves with it.
     """
+    # The watermark is read first and bound as a value (as the sweeper does), so the planner
+    # sees how short the tail is and probes the processed rows by key instead of hashing them all.
+    mark: int = await conn.fetchval("SELECT upto FROM processors.sweep_watermark")
     row = await conn.fetchrow(
         """
         SELECT count(*) AS n, min(x.received_at) AS oldest FROM (
             SELECT d.received_at FROM audit.deliveries d
-            WHERE d.id > (SELECT upto FROM processors.sweep_watermark)
+            WHERE d.id > $1
               AND NOT EXISTS (SELECT 1 FROM processors.processed p WHERE p.delivery_id = d.id)
-            LIMIT $1
+            LIMIT $2
         ) x
         """,
+        mark,
         cap,
     )
     assert row is not None
