@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install services deploy-tools
+pytest: install services deploy-tools browser-tools
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest deploy-check
@@ -62,6 +62,13 @@ deploy-tools:
 	@command -v promtool >/dev/null || { echo "deploy-check: installing promtool (Debian package prometheus)" >&2; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }
+
+# The console's browser tests (tests/browser) drive Debian's chromium with Playwright's Python API;
+# Playwright's own browser download is never used (it cannot download here).
+browser-tools:
+	@command -v chromium >/dev/null || { echo "browser tests: installing chromium (Debian package)" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 
 deploy-check: install deploy-tools
 	promtool check rules deploy/prometheus/rules.yml
@@ -79,6 +86,7 @@ INGEST_ARGS ?=
 E2E_ARGS    ?=
 APPLY_ARGS  ?=
 SOAK_ARGS   ?=
+CONSOLE_ARGS ?=
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
@@ -95,6 +103,10 @@ bench-apply: install services
 
 bench-soak: install services bench-tools
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Console page render times with 1 million deliveries in the log (load included: several minutes).
+bench-console: install services
+	$(BIN)/python -m bench.console $(CONSOLE_ARGS)
 
 bench: bench-ingest bench-apply bench-e2e
 

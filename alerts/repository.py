@@ -12,7 +12,14 @@ from alerts.errors import InvalidAlertQuery
 from alerts.lifecycle import ALERT_COLUMNS, Alert, alert_from_row
 from audit.dbtypes import Conn
 
-__all__ = ["AlertFilter", "AlertPage", "decode_cursor", "encode_cursor", "list_alerts"]
+__all__ = [
+    "AlertFilter",
+    "AlertPage",
+    "decode_cursor",
+    "encode_cursor",
+    "list_alerts",
+    "open_counts",
+]
 
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -68,3 +75,12 @@ async def list_alerts(conn: Conn, f: AlertFilter, *, cursor: str | None, limit: 
     items = [alert_from_row(r) for r in rows[:limit]]
     more = len(rows) > limit
     return AlertPage(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+async def open_counts(conn: Conn) -> dict[tuple[str, str], int]:
+    """Unresolved alerts by (status, severity): the few active rows, through ``(status, id)``."""
+    rows = await conn.fetch(
+        "SELECT status, severity, count(*) AS n FROM alerts.alerts "
+        "WHERE status IN ('open', 'acknowledged') GROUP BY status, severity"
+    )
+    return {(r["status"], r["severity"]): r["n"] for r in rows}

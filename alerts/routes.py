@@ -8,8 +8,6 @@ errors ``ledgerhook.app`` maps to 400/404/409/502.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -18,12 +16,13 @@ from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, Parameter
 
-from alerts import lifecycle, notify
+from alerts import lifecycle, oncall
 from alerts.errors import InvalidAlertQuery
 from alerts.lifecycle import Alert, AlertEvent
 from alerts.model import RuleName, Severity
 from alerts.reconcile import ReconcileSummary, reconcile
 from alerts.repository import AlertFilter, AlertPage, list_alerts
+from audit import permissions
 from audit.auth import principal_of, require_role
 from ledgerhook.settings import Settings
 
@@ -31,7 +30,6 @@ __all__ = ["routes"]
 
 Status = Literal["open", "acknowledged", "resolved"]
 Provider = Literal["stripe", "chargebee"]
-MAX_NOTE = 2000
 # Path ids beyond bigint are a 400 from validation, not a database error.
 AlertId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 _LIST_PARAMS = frozenset({"status", "rule", "severity", "provider", "limit", "cursor"})
@@ -70,12 +68,10 @@ async def _read_note(request: Request[Any, Any, Any]) -> str | None:
         note = _note.decode(body).note
     except msgspec.DecodeError as exc:
         raise InvalidAlertQuery(f'body: {exc} (expected {{"note": "..."}})') from None
-    if note is not None and len(note) > MAX_NOTE:
-        raise InvalidAlertQuery(f"note: at most {MAX_NOTE} characters")
     return note
 
 
-@get("/alerts", guards=[require_role("auditor")])
+@get("/alerts", guards=[require_role(permissions.READ)])
 async def alerts_list(
     *,
     request: Request[Any, Any, Any],
@@ -96,7 +92,7 @@ async def alerts_list(
         return await list_alerts(conn, f, cursor=cursor, limit=n)
 
 
-@get("/alerts/{alert_id:int}", guards=[require_role("auditor")])
+@get("/alerts/{alert_id:int}", guards=[require_role(permissions.READ)])
 async def alert_detail(
     request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], alert_id: AlertId
 ) -> AlertDetail:
@@ -112,25 +108,16 @@ async def _change(
     settings: Settings,
     pool: asyncpg.Pool,
     alert_id: int,
-    change: Callable[..., Awaitable[Alert]],
+    action: oncall.Action,
 ) -> Alert:
-    """An on-call status change by the caller's token, with its note, then fresh gauges."""
+    """An on-call status change by the caller's token, with its note (see alerts.oncall)."""
     note = await _read_note(request)
-    actor = principal_of(request).name
-    async with pool.acquire() as conn:
-        alert = await change(
-            conn,
-            alert_id,
-            actor=actor,
-            now=datetime.now(UTC),
-            note=note,
-            channels=notify.channels(settings),
-        )
-        await lifecycle.refresh_gauges(conn)
-    return alert
+    return await oncall.change_status(
+        pool, settings, alert_id, action, actor=principal_of(request).name, note=note
+    )
 
 
-@post("/alerts/{alert_id:int}/ack", guards=[require_role("oncall")], status_code=200)
+@post("/alerts/{alert_id:int}/ack", guards=[require_role(permissions.ACKNOWLEDGE)], status_code=200)
 async def alert_ack(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -138,10 +125,10 @@ async def alert_ack(
     alert_id: AlertId,
 ) -> Alert:
     """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
-    return await _change(request, settings, pool, alert_id, lifecycle.acknowledge)
+    return await _change(request, settings, pool, alert_id, "acknowledge")
 
 
-@post("/alerts/{alert_id:int}/resolve", guards=[require_role("oncall")], status_code=200)
+@post("/alerts/{alert_id:int}/resolve", guards=[require_role(permissions.RESOLVE)], status_code=200)
 async def alert_resolve(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -149,10 +136,10 @@ async def alert_resolve(
     alert_id: AlertId,
 ) -> Alert:
     """Resolve an open or acknowledged alert (409 if already resolved); optional note."""
-    return await _change(request, settings, pool, alert_id, lifecycle.resolve)
+    return await _change(request, settings, pool, alert_id, "resolve")
 
 
-@post("/reconcile", guards=[require_role("admin")], status_code=200)
+@post("/reconcile", guards=[require_role(permissions.RECONCILE)], status_code=200)
 async def reconcile_now(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],

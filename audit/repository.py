@@ -32,6 +32,7 @@ __all__ = [
     "Delivery",
     "DeliveryFilter",
     "DeliveryPage",
+    "Outcome",
     "Processing",
     "Rejection",
     "RejectionFilter",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 Order = Literal["asc", "desc"]
+# What the processors did with a delivery (processors.processed.outcome), or not yet anything.
+Outcome = Literal["applied", "duplicate", "stale", "ignored", "dead_letter", "unprocessed"]
 _MAX_ID = 2**63 - 1
 
 
@@ -71,6 +74,7 @@ class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
     # How it was verified: a scheme ("stripe-v1") or a full value ("stripe-v1:key=3f2a...").
     verification: str | None = None
     duplicate: bool | None = None
+    outcome: Outcome | None = None
 
     def is_empty(self) -> bool:
         return all(getattr(self, f) is None for f in self.__struct_fields__)
@@ -290,6 +294,15 @@ def delivery_where(f: DeliveryFilter, args: list[Any], alias: str = "d") -> list
         clauses.append(f"{alias}.duplicate_of IS NOT NULL")
     elif f.duplicate is False:
         clauses.append(f"{alias}.duplicate_of IS NULL")
+    if f.outcome == "unprocessed":
+        clauses.append(
+            f"NOT EXISTS (SELECT 1 FROM processors.processed o WHERE o.delivery_id = {alias}.id)"
+        )
+    elif f.outcome is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM processors.processed o "
+            f"WHERE o.delivery_id = {alias}.id AND o.outcome = {bind(f.outcome)})"
+        )
     return clauses
 
 

@@ -22,6 +22,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
+from audit import permissions
 from audit.auth import require_role
 from audit.checkpoints import log_origin, public_key
 from audit.errors import InvalidQuery
@@ -31,6 +32,7 @@ from audit.repository import (
     Delivery,
     DeliveryFilter,
     DeliveryPage,
+    Outcome,
     RejectionFilter,
     RejectionPage,
     TimelineEntry,
@@ -89,6 +91,10 @@ def provide_delivery_filter(
     duplicate: Annotated[
         bool | None, QueryParameter(description="true: only repeat deliveries; false: only firsts")
     ] = None,
+    outcome: Annotated[
+        Outcome | None,
+        QueryParameter(description="what the processors did with it, or 'unprocessed'"),
+    ] = None,
 ) -> DeliveryFilter:
     f = DeliveryFilter(
         provider=provider,
@@ -104,6 +110,7 @@ def provide_delivery_filter(
         event_to=event_to,
         verification=verification,
         duplicate=duplicate,
+        outcome=outcome,
     )
     check_filter(f)
     return f
@@ -293,7 +300,7 @@ routes: list[Any] = [
             export,
             access_log,
         ],
-        guards=[require_role("auditor")],
+        guards=[require_role(permissions.READ)],
         tags=["audit"],
         security=[{"bearer": []}],
     )

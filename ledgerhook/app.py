@@ -1,4 +1,4 @@
-"""The Litestar application: one app for webhooks, health, audit, state and alerts routes.
+"""The Litestar application: one app for webhooks, health, audit, state, alerts and the console.
 
 ``create_app(settings)`` builds everything from the settings it is given; nothing is created at
 import time. Long-lived resources (the PostgreSQL pool, the Redis clients of ingest and of the
@@ -55,6 +55,7 @@ from ingest.errors import (
 from ingest.latency import latency_middleware
 from ingest.providers.chargebee import WWW_AUTHENTICATE
 from ingest.runtime import ingest_lifespan, record_rejection
+from ledgerhook.console.templating import template_config as console_template_config
 from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
@@ -170,9 +171,17 @@ def route_handlers() -> list[Any]:
     from audit.routes import routes as audit_routes
     from audit.tree_routes import routes as tree_routes
     from ingest.routes import routes as ingest_routes
+    from ledgerhook.console import console_router
     from processors.routes import routes as state_routes
 
-    return [*ingest_routes, *audit_routes, *tree_routes, *state_routes, *alert_routes]
+    return [
+        *ingest_routes,
+        *audit_routes,
+        *tree_routes,
+        *state_routes,
+        *alert_routes,
+        console_router(EXCEPTION_HANDLERS),
+    ]
 
 
 async def _open_pool(settings: Settings) -> asyncpg.Pool:
@@ -222,6 +231,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             "pool": Provide(provide_pool),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=console_template_config(),
         openapi_config=OpenAPIConfig(
             title="Ledgerhook",
             version="0.1.0",

@@ -28,6 +28,7 @@ from ledgerhook.client_address import ProxyHeader, parse_networks
 __all__ = [
     "AlertSettings",
     "ApiSettings",
+    "ConsoleSettings",
     "EndpointSettings",
     "IngestSettings",
     "ProcessorSettings",
@@ -193,6 +194,16 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     proxy_header: ProxyHeader = "x-forwarded-for"
 
 
+class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The web console under ``/console`` (ledgerhook.console)."""
+
+    # A signed-in session ends this long after sign-in (sign-out and token revocation end it sooner).
+    session_ttl_seconds: int = 12 * 3600
+    # ``auto``: the session cookie is Secure when the request came over TLS; ``always``: always
+    # (set it when a TLS-terminating proxy forwards plain HTTP to Ledgerhook).
+    secure_cookie: Literal["auto", "always"] = "auto"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: Secret
     # Used by ``ledgerhook migrate`` only (owner/superuser); defaults to database_url.
@@ -233,6 +244,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alerts: AlertSettings = AlertSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def admin_url(self) -> Secret:
@@ -273,7 +285,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-_SECTIONS = {"ingest", "tlog", "processors", "alerts", "reconcile", "api"}
+_SECTIONS = {"ingest", "tlog", "processors", "alerts", "reconcile", "api", "console"}
 # Comma-separated in the environment (sections as ``section__field``).
 _TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth", "api__trusted_proxies"}
 
@@ -411,5 +423,7 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             "LEDGERHOOK_API__AUTH_FAILURES_PER_MINUTE / BRAKE_TIMEOUT_SECONDS: must be positive"
         )
+    if settings.console.session_ttl_seconds < 60:
+        raise SettingsError("LEDGERHOOK_CONSOLE__SESSION_TTL_SECONDS: at least 60")
     if settings.ingest.max_body_bytes <= 0 or settings.ingest.max_batch <= 0:
         raise SettingsError("LEDGERHOOK_INGEST__MAX_BODY_BYTES / MAX_BATCH: must be positive")

@@ -17,6 +17,7 @@ from litestar import Request, Router, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, Parameter
 
+from audit import permissions
 from audit.auth import require_role
 from ledgerhook.settings import Settings
 from processors.errors import InvalidStateQuery
@@ -70,7 +71,7 @@ async def _detail(
     return ObjectDetail(object=row, history=hist)
 
 
-@get("/state/customers/{provider:str}/{object_id:str}", guards=[require_role("auditor")])
+@get("/state/customers/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
 async def customer_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -83,7 +84,7 @@ async def customer_detail(
     return await _detail(pool, "customers", provider, object_id, account)
 
 
-@get("/state/invoices/{provider:str}/{object_id:str}", guards=[require_role("auditor")])
+@get("/state/invoices/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
 async def invoice_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -96,7 +97,7 @@ async def invoice_detail(
     return await _detail(pool, "invoices", provider, object_id, account)
 
 
-@get("/state/subscriptions/{provider:str}/{object_id:str}", guards=[require_role("auditor")])
+@get("/state/subscriptions/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
 async def subscription_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -115,7 +116,7 @@ async def subscription_detail(
 
 # One static path per collection: a "/state/{kind}" pattern would lose to the static
 # "/state/subscriptions/..." prefix of the detail routes in Litestar's router.
-@get([f"/state/{kind}" for kind in get_args(Kind)], guards=[require_role("auditor")])
+@get([f"/state/{kind}" for kind in get_args(Kind)], guards=[require_role(permissions.READ)])
 async def state_list(
     *,
     request: Request[Any, Any, Any],

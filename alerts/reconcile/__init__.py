@@ -27,6 +27,7 @@ from alerts.reconcile import stripe as st
 from alerts.reconcile.base import ProviderEvent
 from audit.append import NewDelivery, append_deliveries
 from audit.dbtypes import Conn
+from audit.reconciliations import ReconciliationRun, record_run
 from ledgerhook.settings import Settings
 from processors.service import process_delivery
 
@@ -208,6 +209,21 @@ async def reconcile(
     async with pool.acquire() as conn:
         fired = await lifecycle.apply_findings(conn, findings, now, notify.channels(settings))
         await lifecycle.refresh_gauges(conn)
+        await record_run(
+            conn,
+            ReconciliationRun(
+                finished_at=datetime.now(UTC),
+                provider=provider,
+                endpoint=name,
+                account=account,
+                window_start=datetime.fromtimestamp(since, UTC),
+                window_end=datetime.fromtimestamp(until, UTC),
+                clamped=clamped,
+                listed=listed,
+                missing=len(found),
+                backfilled=len(backfilled),
+            ),
+        )
     log.info(
         "reconciled %s/%s: %s listed, %s missing, %s backfilled, %s applied",
         provider,

@@ -232,6 +232,17 @@ async def test_stripe_reconciliation_finds_alerts_backfills_and_applies_dropped_
         # Retention: a 90-day window is clamped to Stripe's 30 days.
         clamped = await reconcile(pool, settings, "stripe", 90 * 86400)
         assert clamped.clamped and clamped.until - clamped.since == 30 * 86400
+        # Each run is on record (audit.reconciliation_runs): the console's last reconciliation.
+        async with pool.acquire() as conn:
+            runs = await conn.fetch(
+                "SELECT listed, missing, backfilled, clamped FROM audit.reconciliation_runs "
+                "WHERE provider = 'stripe' ORDER BY id"
+            )
+        assert [tuple(r) for r in runs] == [
+            (summary.listed, 2, len(summary.backfilled), False),
+            (again.listed, 0, 0, False),
+            (clamped.listed, 0, 0, True),
+        ]
     finally:
         await pool.close()
 
