@@ -2,7 +2,7 @@
 
 1. **Load.** A fresh database gets ``--count`` deliveries (the real fixtures, verified by the
    provider verifiers as ingest would, ``--objects`` distinct objects per fixture) appended with
-   :func:`audit.chain.append_deliveries` in batches of ``--batch``, their receipt times spread
+   :func:`audit.append.append_deliveries` in batches of ``--batch``, their receipt times spread
    evenly over the last ``--days`` days. Then the real processors apply every one of them
    (:func:`processors.service.process_batch`, 100 per transaction as the worker's batcher does),
    the tables are analyzed (as the worker's ``analyze_stale`` keeps them), the sweeper scans once
@@ -50,7 +50,7 @@ BIG_RELATION_ROWS = 10_000
 async def load(url: str, count: int, run: str, objects: int, days: float, batch: int) -> int:
     """Append ``count`` deliveries, received evenly over the last ``days`` days; returns the
     number appended."""
-    from audit.chain import append_deliveries
+    from audit.append import append_deliveries
 
     now = time.time()
     start = datetime.now(UTC) - timedelta(days=days)

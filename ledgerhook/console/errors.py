@@ -24,7 +24,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Template
 
 from alerts.errors import AlertNotFound, AlertsError, IllegalTransition, InvalidAlertQuery
-from audit.errors import AuthError, InvalidQuery, NotFound
+from audit.errors import AuthError, InvalidQuery, InvalidRange, NotFound
 from audit.tokens import Principal, Role
 from ledgerhook.console import security
 from ledgerhook.console.render import page, sign_in_page, tls
@@ -84,7 +84,9 @@ def _status(exc: Exception) -> tuple[int, str]:
         return 403, "Forbidden"
     if isinstance(exc, SignInBraked):
         return 429, "Too many attempts"
-    if isinstance(exc, BadForm | InvalidQuery | InvalidStateQuery | InvalidAlertQuery):
+    if isinstance(
+        exc, BadForm | InvalidQuery | InvalidRange | InvalidStateQuery | InvalidAlertQuery
+    ):
         return 400, "Bad request"
     if isinstance(exc, NotFound | StateNotFound | DeliveryNotFound | AlertNotFound):
         return 404, "Not found"

@@ -39,6 +39,7 @@ from ledgerhook.settings import Settings
 
 __all__ = [
     "CheckpointView",
+    "ProofView",
     "ProviderLink",
     "Rows",
     "client_address",
@@ -116,16 +117,23 @@ class CheckpointView(msgspec.Struct, frozen=True, kw_only=True):
 Rows = list[tuple[str, str]]
 
 
+class ProofView(msgspec.Struct, frozen=True, kw_only=True):
+    rows: Rows
+    # A signed checkpoint covers the leaf: the bundle can be downloaded and checked offline.
+    bundle: bool
+
+
 async def inclusion_proof(
     conn: Conn, delivery_id: int, *, origin: str, public_key: str
-) -> Rows | None:
+) -> ProofView:
     """Where the delivery is in the tree and what proves it (the bundle is downloadable)."""
     leaf = await conn.fetchrow(
         "SELECT leaf_index, leaf_hash, integrated_at FROM audit.leaves WHERE delivery_id = $1",
         delivery_id,
     )
     if leaf is None:
-        return [("Leaf", "not integrated into the tree yet (within the maximum merge delay)")]
+        waiting = [("Leaf", "not integrated into the tree yet (within the maximum merge delay)")]
+        return ProofView(rows=waiting, bundle=False)
     rows: Rows = [
         ("Leaf index", str(leaf["leaf_index"])),
         ("Leaf hash", bytes(leaf["leaf_hash"]).hex()),
@@ -134,18 +142,23 @@ async def inclusion_proof(
     try:
         bundle = await build_bundle(conn, delivery_id, origin=origin, public_key=public_key)
     except InvalidRange:
-        return [*rows, ("Checkpoint", "not in a signed checkpoint yet (signed every minute)")]
-    return [
-        *rows,
-        ("Signed tree size", str(bundle["tree_size"])),
-        ("Inclusion proof", f"{len(bundle['inclusion'])} hashes (in the bundle)"),
-        ("Checkpoint", bundle["checkpoint"]),
-        ("Public key", public_key),
-        (
-            "Verify offline",
-            f"ledgerhook verify-proof delivery-{delivery_id}.proof.json --public-key '{public_key}'",
-        ),
-    ]
+        unsigned = ("Checkpoint", "not in a signed checkpoint yet (signed every minute)")
+        return ProofView(rows=[*rows, unsigned], bundle=False)
+    return ProofView(
+        bundle=True,
+        rows=[
+            *rows,
+            ("Signed tree size", str(bundle["tree_size"])),
+            ("Inclusion proof", f"{len(bundle['inclusion'])} hashes (in the bundle)"),
+            ("Checkpoint", bundle["checkpoint"]),
+            ("Public key", public_key),
+            (
+                "Verify offline",
+                f"ledgerhook verify-proof delivery-{delivery_id}.proof.json "
+                f"--public-key '{public_key}'",
+            ),
+        ],
+    )
 
 
 async def last_checkpoint(conn: Conn) -> CheckpointView | None:

@@ -8,6 +8,7 @@ A process that exits without the harness having killed it is recorded in ``unexp
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import tempfile
@@ -16,6 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
+from audit.sequencer import SEQUENCER_LOCK
 from tests.faults.services import PrivatePostgres, PrivateRedis, Service, free_port, run_cli
 from tests.faults.stream import CHARGEBEE_AUTH, CHARGEBEE_SITE, STRIPE_ACCOUNT, STRIPE_SECRET
 
@@ -112,6 +116,37 @@ class Cluster:
                     self.unexpected_exits.append(f"{s.name} exited with {code}")
                     s.proc = None
                     s.start()
+
+    def sequencer_leader(self) -> Service | None:
+        """The worker whose sequencer leads now, from its log since its last start."""
+        for w in self.workers:
+            if w.proc is None or w.proc.poll() is not None:
+                continue
+            current = w.output().rsplit("--- start ", 1)[-1]
+            lead = current.rfind("sequencer leading")
+            if lead >= 0 and current.rfind("sequencer stepped down") < lead:
+                return w
+        return None
+
+    def leaders(self) -> int:
+        """Sessions holding the sequencer's lock in PostgreSQL right now (0 or 1)."""
+
+        async def count() -> int:
+            conn = await asyncpg.connect(self.database_url, timeout=5)
+            try:
+                n: int = await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = 0 AND objid = $1::oid AND objsubid = 1",
+                    SEQUENCER_LOCK,
+                )
+                return n
+            finally:
+                await conn.close()
+
+        try:
+            return asyncio.run(count())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return -1
 
     def stall(self, service: Service, seconds: float) -> None:
         service.signal(signal.SIGSTOP)

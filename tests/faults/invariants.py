@@ -4,7 +4,9 @@
   by event id with the exact body bytes sent;
 - each (provider, account, event_id) has exactly one processed row that took effect
   (``applied``, ``stale`` or ``ignored``); every other delivery of it is a ``duplicate``;
-- no delivery is left without a processed row, and none is dead-lettered.
+- no delivery is left without a processed row, and none is dead-lettered;
+- every stored delivery is exactly one leaf of the Merkle tree, leaf indexes gap-free from 0,
+  whatever sequencer (leader or standby) was killed on the way.
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ async def check(conn: asyncpg.Connection, record: Record) -> Findings:
     if unprocessed:
         f.fail("deliveries never processed", unprocessed)
 
+    leaves = await conn.fetch(
+        "SELECT leaf_index, delivery_id FROM audit.leaves ORDER BY leaf_index"
+    )
+    if [r["leaf_index"] for r in leaves] != list(range(len(leaves))):
+        f.fail("leaf indexes are not gap-free", [r["leaf_index"] for r in leaves][:5])
+    leaf_of: dict[int, int] = {}
+    twice = []
+    for r in leaves:
+        if r["delivery_id"] in leaf_of:
+            twice.append(r["delivery_id"])
+        leaf_of[r["delivery_id"]] = r["leaf_index"]
+    if twice:
+        f.fail("deliveries integrated twice", twice)
+    outside = [i for i in by_id if i not in leaf_of]
+    if outside:
+        f.fail("stored deliveries not in the tree", outside)
+    strangers = [d for d in leaf_of if d not in by_id]
+    if strangers:
+        f.fail("leaves without a delivery", strangers)
+
     f.counts = {
         "sent (requests)": len(record.attempts),
         "acknowledged (2xx responses)": len(acked),
@@ -110,5 +132,7 @@ async def check(conn: asyncpg.Connection, record: Record) -> Findings:
         "lost": len(lost),
         "double-applied": len(double),
         "unprocessed": len(unprocessed),
+        "leaves (tree size)": len(leaves),
+        "not in the tree": len(outside),
     }
     return f

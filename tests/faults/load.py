@@ -28,6 +28,7 @@ from tests.faults.stream import Event, headers_for
 FAULT_KINDS = (
     "kill_api",
     "kill_worker",
+    "kill_sequencer",
     "redis_stop",
     "redis_flushall",
     "pg_stop_fast",
@@ -88,6 +89,8 @@ class Record:
     pg_down: list[tuple[float, float]] = field(default_factory=list)
     fault_log: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    # Seconds from kill -9 of the leading sequencer to a standby holding the lock (None: never).
+    takeovers: list[float | None] = field(default_factory=list)
 
     def acked_events(self) -> set[str]:
         return {a.event.event_id for a in self.attempts if a.acknowledged}
@@ -260,6 +263,16 @@ class Driver:
             w.kill()
             time.sleep(self.rng.uniform(0.2, 1.0))
             w.start()
+        elif kind == "kill_sequencer":
+            # kill -9 the worker whose sequencer leads; a standby must take over in seconds.
+            leader = c.sequencer_leader() or self.rng.choice(c.workers)
+            leader.kill()
+            killed = time.monotonic()
+            while c.leaders() != 1 and time.monotonic() - killed < 30:
+                time.sleep(0.1)
+            took = time.monotonic() - killed
+            self.record.takeovers.append(took if c.leaders() == 1 else None)
+            leader.start()
         elif kind == "redis_stop":
             c.redis.stop()
             time.sleep(self.rng.uniform(1.0, 3.0))

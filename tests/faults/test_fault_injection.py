@@ -7,7 +7,7 @@ processes and stops, flushes and restarts the servers. After the first fault of 
 rebuild from the log in one snapshot, with workers busy). Then: every 2xx is in the log with its
 bytes, no 2xx came while PostgreSQL was down, every event took effect exactly once, nothing is
 left unprocessed after the sweeper ran, the same comparison exits 0 on the quiet system, and the
-chain verifies.
+log verifies (every stored delivery a leaf, the tree and its checkpoints).
 
 The default run is short (about a minute of load); ``make soak`` runs the long one, for
 ``LEDGERHOOK_SOAK_SECONDS`` seconds (default 600).
@@ -111,6 +111,10 @@ async def _run(cluster: Cluster, *, seconds: float, rate: float, seed: int) -> N
         findings.problems.append(f"{left_unprocessed} deliveries still unprocessed after 90 s")
     if verify.returncode != 0:
         findings.problems.append(f"ledgerhook verify exited {verify.returncode}: {verify.stdout}")
+    if any(t is None or t > 10 for t in record.takeovers):
+        findings.problems.append(
+            f"a standby sequencer did not take over within 10 s: {record.takeovers}"
+        )
     if cluster.unexpected_exits:
         findings.problems.append(f"processes exited on their own: {cluster.unexpected_exits}")
 
@@ -122,6 +126,9 @@ async def _run(cluster: Cluster, *, seconds: float, rate: float, seed: int) -> N
             "PostgreSQL down windows": len(record.pg_down),
             "2xx while PostgreSQL down": len(down_acks),
             "ledgerhook verify": f"exit {verify.returncode}",
+            "sequencer takeovers after kill -9 (s)": [
+                None if t is None else round(t, 2) for t in record.takeovers
+            ],
             "ledgerhook replay --rebuild --compare exits (after each fault kind, at the end)": (
                 " ".join(f"{c.after}:{c.returncode}" for c in comparisons)
             ),

@@ -19,14 +19,16 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
-from audit.chain import NewDelivery
 
 from alerts.lifecycle import apply_findings
 from alerts.model import Finding
+from audit.append import NewDelivery
+from audit.checkpoints import create_checkpoint
 from audit.tokens import Role, create_token
 from ledgerhook.settings import Settings
 from processors.service import process_delivery
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import CHECKPOINT_KEY, REDIS_URL, free_port
+from tests.integration.audit_helpers import log_signer
 from tests.integration.processors_helpers import append, new_delivery, stripe_event, stripe_sequence
 from tests.integration.run_helpers import REPO
 
@@ -101,6 +103,9 @@ async def seed(pool: asyncpg.Pool, suffix: str | None = None) -> Seeded:
     async with pool.acquire() as conn:
         for delivery_id in [*ids, hostile.id, dead.id]:
             await process_delivery(conn, delivery_id)
+        # A signed checkpoint over everything so far: delivery pages offer their proof bundle.
+        origin = f"ledgerhook/{await conn.fetchval('SELECT current_database()')}"
+        assert await create_checkpoint(conn, log_signer(), origin)
         now = datetime.now(UTC)
         fired = await apply_findings(
             conn,
@@ -171,7 +176,7 @@ def console_server(settings: Settings, **env: str) -> Iterator[str]:
     environ.update(
         LEDGERHOOK_DATABASE_URL=settings.database_url.reveal(),
         LEDGERHOOK_REDIS_URL=REDIS_URL,
-        LEDGERHOOK_CHECKPOINT_KEY="test-checkpoint-key-not-secret-0123456789",
+        LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,
         LEDGERHOOK_PROCESSORS__QUEUE_NAME=settings.processors.queue_name,
         LEDGERHOOK_LOG_FORMAT="text",
         LEDGERHOOK_LOG_LEVEL="WARNING",

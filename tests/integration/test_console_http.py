@@ -16,11 +16,13 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from audit.chain import NewDelivery
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from audit import permissions
+from audit.append import NewDelivery
+from audit.note import parse_verifier_key
+from audit.proofs import verify_bundle
 from audit.reconciliations import ReconciliationRun, latest_runs, record_run
 from audit.sessions import find_session, hash_session_id
 from audit.stats import arrivals_per_minute
@@ -31,7 +33,7 @@ from ledgerhook.console.auth import PUBLIC, ROLE
 from ledgerhook.db import database_name
 from ledgerhook.settings import ApiSettings, ConsoleSettings, Settings
 from processors.queries import apply_lag_per_minute, pending
-from tests.conftest import make_settings, superuser
+from tests.conftest import PUBLIC_KEY, make_settings, superuser
 from tests.integration.audit_helpers import delivery as audit_delivery
 from tests.integration.console_helpers import (
     HOSTILE_SCRIPT,
@@ -547,7 +549,12 @@ async def test_delivery_page_download_and_replay(
         assert "Verified by" in r.text and "applied" in r.text
         assert "user-agent" in r.text and "Download the exact bytes" in r.text
         assert "prev_hash" not in r.text and "row_hash" not in r.text
-        assert 'id="proof"' not in r.text  # nothing until the Merkle tree provides it
+        assert 'id="proof"' in r.text and "Leaf index" in r.text  # its place in the tree
+        assert "Download the proof bundle" in r.text
+        bundle = await auditor.get(f"/console/deliveries/{seeded.hostile_delivery_id}/proof.json")
+        assert bundle.headers["content-disposition"].startswith("attachment;")
+        proved = verify_bundle(bundle.json(), parse_verifier_key(PUBLIC_KEY))
+        assert proved.delivery_id == seeded.hostile_delivery_id
         assert "Replay this delivery" not in r.text  # auditors cannot replay
         raw = await auditor.get(f"/console/deliveries/{seeded.hostile_delivery_id}/raw")
         async with pool.acquire() as conn:
