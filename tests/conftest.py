@@ -49,6 +49,10 @@ STRIPE_SECRET_OLD = "whsec_test_rotated_out_fedcba9876543210"
 CHARGEBEE_AUTH = "cbhook:s3cret-pass"
 CHECKPOINT_KEY = "test-checkpoint-key-not-secret-0123456789"
 
+# A developer's .env (written by `make run` into the checkout) must not reach the test run:
+# ledgerhook processes the tests start inherit this and read no env file unless a test names one.
+os.environ["LEDGERHOOK_ENV_FILE"] = ""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the long (soak) suites too")

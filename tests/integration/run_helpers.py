@@ -74,6 +74,7 @@ def demo_env(name: str, *, standin_port: int) -> dict[str, str]:
     dbname = f"lht_{RUN_ID}_{name}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGERHOOK_", "PROMETHEUS_"))}
     env.update(
+        LEDGERHOOK_ENV_FILE="",  # never a developer's .env
         LEDGERHOOK_DATABASE_URL=f"{PG_BASE}/{dbname}",
         LEDGERHOOK_REDIS_URL=REDIS_URL,
         LEDGERHOOK_PROCESSORS__QUEUE_NAME=f"lh-test-{RUN_ID}-{name}",
