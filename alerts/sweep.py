@@ -177,7 +177,16 @@ async def periodic_reconcile(
 
 
 async def alerts_sweep(ctx: dict[str, Any]) -> None:
-    await sweep(ctx["pool"], ctx["settings"])
+    report = await sweep(ctx["pool"], ctx["settings"])
+    # One line when the sweep changed something on-call sees; none for a quiet minute.
+    if report.opened or report.resolved or report.notified or report.notify_failed:
+        log.info(
+            "alert sweep: %s opened, %s resolved, %s notifications sent, %s failed",
+            len(report.opened),
+            len(report.resolved),
+            report.notified,
+            report.notify_failed,
+        )
 
 
 async def alerts_integrity(ctx: dict[str, Any]) -> None:

@@ -219,5 +219,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
             ),
         ),
         state=State({"settings": settings}),
+        # Logging is ledgerhook.logs' alone: Litestar's default config would replace the root
+        # handler with its own format (uvicorn's lines came out in a third format) and level.
+        logging_config=None,
         debug=False,
     )

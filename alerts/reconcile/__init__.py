@@ -208,7 +208,9 @@ async def reconcile(
     async with pool.acquire() as conn:
         fired = await lifecycle.apply_findings(conn, findings, now, notify.channels(settings))
         await lifecycle.refresh_gauges(conn)
-    log.info(
+    # Info when it found something; a routine run that found the log complete is debug.
+    log.log(
+        logging.INFO if found else logging.DEBUG,
         "reconciled %s/%s: %s listed, %s missing, %s backfilled, %s applied",
         provider,
         name,
