@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, Response, get
 
 from ingest.runtime import IngestRuntime
-from ledgerhook.metrics import CONTENT_TYPE_LATEST, render
+from ledgerhook.metrics import MEDIA_TYPE, render
 
 __all__ = ["health_routes"]
 
@@ -65,7 +65,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
 @get("/metrics", name="metrics", include_in_schema=False)
 async def metrics_exposition() -> Response[bytes]:
     """Prometheus text format, aggregated across server processes."""
-    return Response(render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(render(), media_type=MEDIA_TYPE)
 
 
 health_routes = [live, ready, metrics_exposition]

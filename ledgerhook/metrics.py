@@ -20,7 +20,11 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _mp
 
-__all__ = ["CONTENT_TYPE_LATEST", "render"]
+__all__ = ["CONTENT_TYPE_LATEST", "MEDIA_TYPE", "render"]
+
+# Prometheus' content type without its charset: Litestar appends ``; charset=utf-8`` to every
+# text/* media type itself, and the header carried the charset twice.
+MEDIA_TYPE = CONTENT_TYPE_LATEST.split("; charset=")[0]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
