@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from ingest.runtime import IngestRuntime
 from ledgerhook.metrics import MEDIA_TYPE, render
@@ -43,15 +44,28 @@ async def _redis_ok(runtime: IngestRuntime) -> bool:
         return False
 
 
-@get("/health/live", name="health_live")
+@get("/health/live", name="health_live", summary="Liveness", tags=["health"])
 async def live() -> dict[str, str]:
-    """The process serves HTTP."""
+    """Always 200 `{"status": "ok"}` while the process serves HTTP (a liveness probe)."""
     return {"status": "ok"}
 
 
-@get("/health/ready", name="health_ready")
+@get(
+    "/health/ready",
+    name="health_ready",
+    summary="Readiness",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            data_container=Readiness,
+            description="PostgreSQL does not answer: deliveries would be refused.",
+            generate_examples=False,
+        )
+    },
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
-    """200 when PostgreSQL answers, else 503; Redis is reported only."""
+    """200 when PostgreSQL answers (a delivery sent now would be stored), else 503. Redis is
+    reported but does not make the service unready: deliveries still land without it."""
     runtime: IngestRuntime = request.app.state.ingest
     pg, redis = await asyncio.gather(_postgres_ok(runtime), _redis_ok(runtime))
     body = Readiness(
