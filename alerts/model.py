@@ -24,6 +24,7 @@ __all__ = [
     "FetchBackMismatch",
     "Finding",
     "MissingEvent",
+    "ReconcileFailure",
     "RejectionCount",
     "RuleName",
     "Severity",
@@ -40,6 +41,7 @@ RuleName = Literal[
     "rejections",
     "processing",
     "integrity",
+    "reconciliation_failing",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -50,6 +52,7 @@ RULES: tuple[RuleName, ...] = (
     "rejections",
     "processing",
     "integrity",
+    "reconciliation_failing",
 )
 
 
@@ -132,6 +135,17 @@ class MissingEvent(msgspec.Struct, frozen=True, kw_only=True):
     delivery_failed: bool | None = None
 
 
+class ReconcileFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A reconciliation run that could not list the provider's events (the API failed)."""
+
+    provider: str
+    endpoint: str
+    account: str
+    # The API URL it called (no credentials) and what went wrong; never a key.
+    api_url: str
+    error: str
+
+
 class FetchBackMismatch(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     endpoint: str
@@ -152,3 +166,4 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     chain: ChainStatus | None = None
     missing_events: tuple[MissingEvent, ...] = ()
     mismatches: tuple[FetchBackMismatch, ...] = ()
+    reconcile_failures: tuple[ReconcileFailure, ...] = ()

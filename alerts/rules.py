@@ -14,7 +14,10 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
   ``rejections_window_seconds`` (facts are already counted over that window);
 - ``processing``: dead letters exist; the oldest unprocessed delivery is older than
   ``lag_threshold_seconds``;
-- ``integrity``: the last hash-chain verification failed (critical).
+- ``integrity``: the last hash-chain verification failed (critical);
+- ``reconciliation_failing``: a reconciliation run could not list the provider's events (its API
+  failed: wrong key or base URL, an outage), so missing events would go unnoticed. One alert per
+  provider endpoint, counting failures; resolved by the next run that succeeds.
 """
 
 from __future__ import annotations
@@ -245,6 +248,28 @@ def integrity(facts: Facts, now: datetime) -> list[Finding]:
     ]
 
 
+def reconciliation_failing(facts: Facts, now: datetime) -> list[Finding]:
+    return [
+        Finding(
+            rule="reconciliation_failing",
+            severity="warning",
+            provider=f.provider,
+            subject=f"{f.provider}/{f.endpoint}",
+            summary=(
+                f"{f.provider} reconciliation of endpoint {f.endpoint} is failing, so events the "
+                f"provider never delivered go unnoticed: {f.error}"
+            ),
+            evidence={
+                "endpoint": f.endpoint,
+                "account": f.account,
+                "api_url": f.api_url,
+                "error": f.error,
+            },
+        )
+        for f in facts.reconcile_failures
+    ]
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("out_of_order", out_of_order),
     ("missing_predecessor", missing_predecessor),
@@ -254,6 +279,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("rejections", rejections),
     ("processing", processing),
     ("integrity", integrity),
+    ("reconciliation_failing", reconciliation_failing),
 )
 
 

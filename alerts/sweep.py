@@ -8,7 +8,9 @@
   from the latest signed checkpoint; on success sign a new checkpoint of the head, on failure raise
   the critical ``integrity`` alert. Sets the ``ledgerhook_chain_verification_*`` gauges.
 - :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
-  ``reconcile.window_seconds``), only for providers with API credentials.
+  ``reconcile.window_seconds``), only for providers with API credentials. A provider API that
+  fails is one error line per run and the ``reconciliation_failing`` alert (see
+  :func:`alerts.reconcile.reconcile`), which the next successful run resolves.
 
 ``ctx`` holds ``settings`` and ``pool`` (put there by the worker's ``on_startup``).
 """
@@ -27,6 +29,7 @@ from arq.cron import CronJob, cron
 
 from alerts import facts as facts_mod
 from alerts import lifecycle, notify
+from alerts.errors import ProviderApiError
 from alerts.fetchback import run_fetch_back
 from alerts.model import ChainStatus, Facts
 from alerts.reconcile import ReconcileSummary, configured_providers, reconcile
@@ -170,6 +173,15 @@ async def periodic_reconcile(
                 await reconcile(
                     pool, settings, provider, settings.reconcile.window_seconds, now=now
                 )
+            )
+        except ProviderApiError as exc:
+            # Expected while credentials or the provider are wrong: one line, no traceback (the
+            # reconciliation_failing alert and ledgerhook_reconciliation_failures_total have it).
+            log.error(
+                "periodic %s reconciliation failed: %s; retried in %ss",
+                provider,
+                exc,
+                settings.reconcile.interval_seconds,
             )
         except Exception:
             log.exception("periodic %s reconciliation failed; retried next interval", provider)

@@ -95,6 +95,17 @@ alerts_fired = Counter(
     "Alerts opened, by rule and severity.",
     ["rule", "severity"],
 )
+reconciliation_failures = Counter(
+    "ledgerhook_reconciliation_failures_total",
+    "Reconciliation runs that could not list the provider's events, by provider and endpoint.",
+    ["provider", "endpoint"],
+)
+reconciliation_succeeded_at = Gauge(
+    "ledgerhook_reconciliation_last_success_timestamp_seconds",
+    "Unix time of the last reconciliation run that listed the provider's events.",
+    ["provider", "endpoint"],
+    multiprocess_mode="max",
+)
 chain_verified = Gauge(
     "ledgerhook_chain_verification_ok",
     "1 when the last hash-chain verification passed, 0 when it found a broken row.",
