@@ -38,6 +38,8 @@ services:
 	  'LEDGERHOOK_CHARGEBEE_SITE=acme-demo' \
 	  'LEDGERHOOK_STRIPE_API_KEY=sk_test_demo' \
 	  'LEDGERHOOK_STRIPE_API_BASE=http://127.0.0.1:12111' \
+	  '# The stand-in API runs only during `make demo`, which reconciles on demand: no periodic runs.' \
+	  'LEDGERHOOK_RECONCILE__INTERVAL_SECONDS=0' \
 	  'LEDGERHOOK_LOG_FORMAT=text' > $@
 	@echo "make: wrote $@ (development settings; edit it or delete it to start over)" >&2
 

@@ -8,7 +8,8 @@
   from the latest signed checkpoint; on success sign a new checkpoint of the head, on failure raise
   the critical ``integrity`` alert. Sets the ``ledgerhook_chain_verification_*`` gauges.
 - :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
-  ``reconcile.window_seconds``), only for providers with API credentials. A provider API that
+  ``reconcile.window_seconds``), only for providers with API credentials (interval 0: only on
+  demand, ``ledgerhook reconcile`` or ``POST /reconcile``). A provider API that
   fails is one error line per run and the ``reconciliation_failing`` alert (see
   :func:`alerts.reconcile.reconcile`), which the next successful run resolves.
 
@@ -238,7 +239,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             **_every(settings.alerts.integrity_interval_seconds),
         ),
     ]
-    if configured_providers(settings):
+    if configured_providers(settings) and settings.reconcile.interval_seconds > 0:
         jobs.append(
             cron(
                 alerts_reconcile,

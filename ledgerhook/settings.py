@@ -166,6 +166,7 @@ class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Periodic reconciliation of providers with API credentials; 0: only on demand.
     interval_seconds: int = 900
     window_seconds: int = 7200
 

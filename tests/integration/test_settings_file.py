@@ -45,6 +45,8 @@ def test_make_writes_the_development_settings_the_demo_needs(tmp_path: Path) -> 
     assert chargebee is not None and chargebee.basic_auth
     # The demo's stand-in Stripe Events API listens on 12111 by default.
     assert s.stripe_api_key is not None and s.stripe_api_base == "http://127.0.0.1:12111"
+    # ... which runs only during the demo: no periodic reconciliation failing every 15 minutes.
+    assert s.reconcile.interval_seconds == 0
     assert s.environment == "development"
 
     again = subprocess.run(

@@ -120,6 +120,20 @@ def test_duration_refuses(text: str) -> None:
         duration(text)
 
 
+def test_reconcile_interval_zero_means_on_demand_only() -> None:
+    """The development .env reconciles against the demo's stand-in, which only runs during the
+    demo: periodic runs there would fail every 15 minutes for nothing."""
+    from alerts.sweep import cron_jobs
+    from ledgerhook.settings import ReconcileSettings, Secret, Settings
+
+    settings = Settings(
+        database_url=Secret("postgresql://x@127.0.0.1/y"),
+        stripe_api_key=Secret("sk_test_x"),
+        reconcile=ReconcileSettings(interval_seconds=0),
+    )
+    assert "alerts_reconcile" not in [j.name for j in cron_jobs(settings)]
+
+
 def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     from alerts.sweep import cron_jobs
     from ledgerhook.settings import Secret, Settings
