@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test readme-tools deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install services deploy-tools
+pytest: install services deploy-tools readme-tools
 	$(BIN)/pytest -q
+
+# The README's runnable blocks (tests/integration/test_readme_commands.py) use curl and openssl.
+readme-tools:
+	@for tool in curl openssl; do command -v $$tool >/dev/null || { \
+	  echo "pytest: installing $$tool (Debian package)" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$tool >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$tool >/dev/null; }; }; done
 
 test: lint typecheck pytest deploy-check
 
