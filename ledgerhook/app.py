@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -173,14 +174,14 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Error:
     extra = None
     if status == 400 and exc.extra:
         detail, extra = _validation_detail(exc.extra)
-    elif status == 404:
+    elif status == 404 and exc.detail in {"", HTTPStatus.NOT_FOUND.phrase}:
         detail = f"no such route: {request.method} {request.url.path}"
     elif status == 405:
         allowed = headers.get("allow") or headers.get("Allow") or ""
         detail = f"{request.method} is not allowed on {request.url.path}" + (
             f" (allowed: {allowed})" if allowed else ""
         )
-    elif status >= 500:
+    elif status == 500:
         return _unexpected(request, exc)
     else:
         detail = exc.detail or code_for(status).replace("_", " ")

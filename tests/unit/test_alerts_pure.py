@@ -153,3 +153,20 @@ def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     assert sweep_job.minute == {0, *range(1, 60)} and sweep_job.second == {0}  # every 60 s
     names = [j.name.split(":", 1)[1] for j in worker_settings(with_keys)["cron_jobs"]]
     assert {"alerts_sweep", "alerts_integrity", "alerts_reconcile"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.stripe.com/v1/events", "https://api.stripe.com/v1/events"),
+        ("http://127.0.0.1:12111/v1/events?limit=100", "http://127.0.0.1:12111/v1/events"),
+        (
+            "https://key:secret@acme.chargebee.com/api/v2/events",
+            "https://acme.chargebee.com/api/v2/events",
+        ),
+    ],
+)
+def test_provider_urls_in_messages_carry_no_credentials_or_query(url: str, shown: str) -> None:
+    from alerts.reconcile.base import public_url
+
+    assert public_url(url) == shown
