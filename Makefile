@@ -8,10 +8,7 @@ BIN     := $(VENV)/bin
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
-export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
-
-.PHONY: install services run demo test deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-tools clean
+.PHONY: install services run demo test readme-tools deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,22 +21,33 @@ install: $(BIN)/.installed
 services:
 	@bash scripts/services.sh
 
-# Development defaults shared by `make run` and `make demo`, so the demo's signed webhooks verify
-# and its stand-in Stripe Events API (port 12111) is what reconciliation calls. Never production
-# values: set your own LEDGERHOOK_* to override any of them.
-run demo: export LEDGERHOOK_STRIPE_WEBHOOK_SECRETS ?= whsec_demo_ledgerhook_0123456789abcdef
-run demo: export LEDGERHOOK_STRIPE_ACCOUNT ?= acct_demo
-run demo: export LEDGERHOOK_CHARGEBEE_BASIC_AUTH ?= demo:demo-chargebee-pass
-run demo: export LEDGERHOOK_CHARGEBEE_SITE ?= acme-demo
-run demo: export LEDGERHOOK_STRIPE_API_KEY ?= sk_test_demo
-run demo: export LEDGERHOOK_STRIPE_API_BASE ?= http://127.0.0.1:12111
-run demo: export LEDGERHOOK_LOG_FORMAT ?= text
+# Development settings: `make run` and `make demo` write .env once, when there is none, and every
+# `ledgerhook` command run in this directory reads it (variables in the environment win), so the
+# README's commands work from a plain shell. The demo's signed webhooks verify with these secrets
+# and reconciliation calls the demo's stand-in Stripe Events API (port 12111). Never production
+# values: edit .env, or delete it to get these back.
+.env:
+	@printf '%s\n' \
+	  '# Ledgerhook development settings, written by `make run` (README: Configuration).' \
+	  '# Read by every ledgerhook command run in this directory; the environment wins.' \
+	  'LEDGERHOOK_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ledgerhook' \
+	  'LEDGERHOOK_REDIS_URL=redis://127.0.0.1:6379/0' \
+	  'LEDGERHOOK_STRIPE_WEBHOOK_SECRETS=whsec_demo_ledgerhook_0123456789abcdef' \
+	  'LEDGERHOOK_STRIPE_ACCOUNT=acct_demo' \
+	  'LEDGERHOOK_CHARGEBEE_BASIC_AUTH=demo:demo-chargebee-pass' \
+	  'LEDGERHOOK_CHARGEBEE_SITE=acme-demo' \
+	  'LEDGERHOOK_STRIPE_API_KEY=sk_test_demo' \
+	  'LEDGERHOOK_STRIPE_API_BASE=http://127.0.0.1:12111' \
+	  '# The stand-in API runs only during `make demo`, which reconciles on demand: no periodic runs.' \
+	  'LEDGERHOOK_RECONCILE__INTERVAL_SECONDS=0' \
+	  'LEDGERHOOK_LOG_FORMAT=text' > $@
+	@echo "make: wrote $@ (development settings; edit it or delete it to start over)" >&2
 
-run: install services
+run: install services .env
 	$(BIN)/ledgerhook run --host $(HOST) --port $(PORT)
 
 # In a second terminal while `make run` is running.
-demo: install
+demo: install .env
 	$(BIN)/ledgerhook demo --url http://$(HOST):$(PORT)
 
 lint: install
@@ -49,8 +57,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install services deploy-tools browser-tools
+pytest: install services deploy-tools browser-tools readme-tools
 	$(BIN)/pytest -q
+
+# The README's runnable blocks (tests/integration/test_readme_commands.py) use curl and openssl.
+readme-tools:
+	@for tool in curl openssl; do command -v $$tool >/dev/null || { \
+	  echo "pytest: installing $$tool (Debian package)" >&2; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$tool >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$tool >/dev/null; }; }; done
 
 test: lint typecheck pytest deploy-check
 

@@ -6,9 +6,11 @@
     ├── IllegalTransition    e.g. acknowledging a resolved alert (HTTP 409)
     └── ReconcileError       reconciliation cannot run
         ├── NotConfigured    no API credentials for the provider (HTTP 400)
-        └── ProviderApiError the provider's API failed or answered nonsense (HTTP 502)
+        └── ProviderApiError the provider's API failed or answered nonsense (HTTP 502); ``url``
+                             is the API URL it called (no credentials, no query)
 
-Messages never contain API keys, webhook URLs or routing keys.
+Messages never contain API keys, webhook URLs or routing keys. A provider API's own URL is not a
+secret and is named, so on-call can tell a wrong base URL from a provider outage.
 """
 
 from __future__ import annotations
@@ -49,4 +51,6 @@ class NotConfigured(ReconcileError):
 
 
 class ProviderApiError(ReconcileError):
-    pass
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url

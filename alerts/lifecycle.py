@@ -322,9 +322,13 @@ async def auto_resolve(
     now: datetime,
     quiet_seconds: int,
     channels: Sequence[str] = (),
+    subjects: Iterable[str] | None = None,
+    note: str | None = None,
 ) -> list[int]:
-    """Resolve active alerts of ``rules`` that are not firing now and have been quiet long enough."""
+    """Resolve active alerts of ``rules`` (and of ``subjects``, when given) that are not firing
+    now and have been quiet long enough."""
     keep = set(firing)
+    only = None if subjects is None else set(subjects)
     resolved: list[int] = []
     async with conn.transaction():
         rows = await conn.fetch(
@@ -336,9 +340,8 @@ async def auto_resolve(
             float(quiet_seconds),
         )
         for r in rows:
-            if (r["rule"], r["subject"]) in keep:
+            if (r["rule"], r["subject"]) in keep or (only is not None and r["subject"] not in only):
                 continue
-            note = f"not firing for {quiet_seconds}s"
             await _resolve(
                 conn,
                 r["id"],
@@ -346,7 +349,7 @@ async def auto_resolve(
                 actor=SYSTEM,
                 resolution="auto",
                 now=now,
-                note=note,
+                note=note or f"not firing for {quiet_seconds}s",
                 channels=channels,
             )
             resolved.append(r["id"])

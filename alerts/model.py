@@ -24,6 +24,7 @@ __all__ = [
     "Finding",
     "IntegrationBacklog",
     "MissingEvent",
+    "ReconcileFailure",
     "RejectionCount",
     "RuleName",
     "Severity",
@@ -42,6 +43,7 @@ RuleName = Literal[
     "processing",
     "integrity",
     "merge_delay",
+    "reconciliation_failing",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -53,6 +55,7 @@ RULES: tuple[RuleName, ...] = (
     "processing",
     "integrity",
     "merge_delay",
+    "reconciliation_failing",
 )
 
 
@@ -149,6 +152,17 @@ class MissingEvent(msgspec.Struct, frozen=True, kw_only=True):
     delivery_failed: bool | None = None
 
 
+class ReconcileFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A reconciliation run that could not list the provider's events (the API failed)."""
+
+    provider: str
+    endpoint: str
+    account: str
+    # The API URL it called (no credentials) and what went wrong; never a key.
+    api_url: str
+    error: str
+
+
 class FetchBackMismatch(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     endpoint: str
@@ -170,3 +184,4 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     integration: IntegrationBacklog | None = None
     missing_events: tuple[MissingEvent, ...] = ()
     mismatches: tuple[FetchBackMismatch, ...] = ()
+    reconcile_failures: tuple[ReconcileFailure, ...] = ()

@@ -24,6 +24,7 @@ from alerts.reconcile import ReconcileSummary, reconcile
 from alerts.repository import AlertFilter, AlertPage, list_alerts
 from audit import permissions
 from audit.auth import principal_of, require_role
+from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
 
 __all__ = ["routes"]
@@ -71,7 +72,12 @@ async def _read_note(request: Request[Any, Any, Any]) -> str | None:
     return note
 
 
-@get("/alerts", guards=[require_role(permissions.READ)])
+@get(
+    "/alerts",
+    guards=[require_role(permissions.READ)],
+    summary="List alerts",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def alerts_list(
     *,
     request: Request[Any, Any, Any],
@@ -84,7 +90,8 @@ async def alerts_list(
     limit: Annotated[int | None, Parameter(ge=1, description="page size")] = None,
     cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
-    """Alerts matching every given filter, newest first, one keyset page at a time."""
+    """Alerts matching every given filter, newest first, one keyset page at a time: pass
+    `next_cursor` back as `cursor`."""
     _only(request, _LIST_PARAMS)
     n = min(limit or settings.api.default_page_size, settings.api.max_page_size)
     f = AlertFilter(status=status, rule=rule, severity=severity, provider=provider)
@@ -92,7 +99,12 @@ async def alerts_list(
         return await list_alerts(conn, f, cursor=cursor, limit=n)
 
 
-@get("/alerts/{alert_id:int}", guards=[require_role(permissions.READ)])
+@get(
+    "/alerts/{alert_id:int}",
+    guards=[require_role(permissions.READ)],
+    summary="Get an alert and its history",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def alert_detail(
     request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], alert_id: AlertId
 ) -> AlertDetail:
@@ -117,35 +129,66 @@ async def _change(
     )
 
 
-@post("/alerts/{alert_id:int}/ack", guards=[require_role(permissions.ACKNOWLEDGE)], status_code=200)
+@post(
+    "/alerts/{alert_id:int}/ack",
+    guards=[require_role(permissions.ACKNOWLEDGE)],
+    status_code=200,
+    summary="Acknowledge an alert",
+    responses=documented(400, 401, 403, 404, 409, 429, 503),
+)
 async def alert_ack(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
     alert_id: AlertId,
 ) -> Alert:
-    """Acknowledge an open alert (409 if it is not open); body ``{"note": "..."}`` is optional."""
+    """Acknowledge an open alert (409 if it is not open), recorded under the token's name; the
+    body `{"note": "..."}` is optional."""
     return await _change(request, settings, pool, alert_id, "acknowledge")
 
 
-@post("/alerts/{alert_id:int}/resolve", guards=[require_role(permissions.RESOLVE)], status_code=200)
+@post(
+    "/alerts/{alert_id:int}/resolve",
+    guards=[require_role(permissions.RESOLVE)],
+    status_code=200,
+    summary="Resolve an alert",
+    responses=documented(400, 401, 403, 404, 409, 429, 503),
+)
 async def alert_resolve(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
     alert_id: AlertId,
 ) -> Alert:
-    """Resolve an open or acknowledged alert (409 if already resolved); optional note."""
+    """Resolve an open or acknowledged alert (409 if already resolved), recorded under the
+    token's name; the body `{"note": "..."}` is optional."""
     return await _change(request, settings, pool, alert_id, "resolve")
 
 
-@post("/reconcile", guards=[require_role(permissions.RECONCILE)], status_code=200)
+@post(
+    "/reconcile",
+    guards=[require_role(permissions.RECONCILE)],
+    status_code=200,
+    summary="Reconcile with a provider's Events API now",
+    responses=documented(
+        400,
+        401,
+        403,
+        429,
+        502,
+        503,
+        s400="Invalid body, or the provider has no API credentials (`error`: invalid_parameter, "
+        "not_configured).",
+    ),
+)
 async def reconcile_now(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
     pool: NamedDependency[asyncpg.Pool],
 ) -> ReconcileSummary:
-    """Reconcile now: ``{"provider": "stripe", "since_seconds": 7200}``; answers the summary."""
+    """List the provider's own events for the window (body `{"provider": "stripe",
+    "since_seconds": 7200}`, optional `endpoint`), backfill and apply every one the audit log
+    lacks, raise `missing_event` alerts, and answer the summary."""
     try:
         body = _reconcile_body.decode(await request.body())
     except msgspec.DecodeError as exc:

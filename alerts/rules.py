@@ -19,6 +19,9 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
 - ``merge_delay``: a committed delivery is still not in the tree after ``tlog``'s maximum merge
   delay (critical: the log's promise, and processing waits for it), or leaves were integrated
   later than that since the last sweep (warning).
+- ``reconciliation_failing``: a reconciliation run could not list the provider's events (its API
+  failed: wrong key or base URL, an outage), so missing events would go unnoticed. One alert per
+  provider endpoint, counting failures; resolved by the next run that succeeds.
 """
 
 from __future__ import annotations
@@ -298,6 +301,28 @@ def merge_delay(facts: Facts, now: datetime) -> list[Finding]:
     return out
 
 
+def reconciliation_failing(facts: Facts, now: datetime) -> list[Finding]:
+    return [
+        Finding(
+            rule="reconciliation_failing",
+            severity="warning",
+            provider=f.provider,
+            subject=f"{f.provider}/{f.endpoint}",
+            summary=(
+                f"{f.provider} reconciliation of endpoint {f.endpoint} is failing, so events the "
+                f"provider never delivered go unnoticed: {f.error}"
+            ),
+            evidence={
+                "endpoint": f.endpoint,
+                "account": f.account,
+                "api_url": f.api_url,
+                "error": f.error,
+            },
+        )
+        for f in facts.reconcile_failures
+    ]
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("out_of_order", out_of_order),
     ("missing_predecessor", missing_predecessor),
@@ -308,6 +333,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("processing", processing),
     ("integrity", integrity),
     ("merge_delay", merge_delay),
+    ("reconciliation_failing", reconciliation_failing),
 )
 
 

@@ -13,7 +13,10 @@
 - the sweep also raises ``merge_delay`` (deliveries not integrated in time) and ``integrity``
   from a failed run recorded by anyone (``ledgerhook verify``, the checkpoint signer).
 - :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
-  ``reconcile.window_seconds``), only for providers with API credentials.
+  ``reconcile.window_seconds``), only for providers with API credentials (interval 0: only on
+  demand, ``ledgerhook reconcile`` or ``POST /reconcile``). A provider API that
+  fails is one error line per run and the ``reconciliation_failing`` alert (see
+  :func:`alerts.reconcile.reconcile`), which the next successful run resolves.
 
 ``ctx`` holds ``settings`` and ``pool`` (put there by the worker's ``on_startup``).
 """
@@ -31,6 +34,7 @@ from arq.cron import CronJob, cron
 
 from alerts import facts as facts_mod
 from alerts import lifecycle, notify
+from alerts.errors import ProviderApiError
 from alerts.fetchback import run_fetch_back
 from alerts.model import Facts, VerificationStatus
 from alerts.reconcile import ReconcileSummary, configured_providers, reconcile
@@ -187,13 +191,31 @@ async def periodic_reconcile(
                     pool, settings, provider, settings.reconcile.window_seconds, now=now
                 )
             )
+        except ProviderApiError as exc:
+            # Expected while credentials or the provider are wrong: one line, no traceback (the
+            # reconciliation_failing alert and ledgerhook_reconciliation_failures_total have it).
+            log.error(
+                "periodic %s reconciliation failed: %s; retried in %ss",
+                provider,
+                exc,
+                settings.reconcile.interval_seconds,
+            )
         except Exception:
             log.exception("periodic %s reconciliation failed; retried next interval", provider)
     return out
 
 
 async def alerts_sweep(ctx: dict[str, Any]) -> None:
-    await sweep(ctx["pool"], ctx["settings"])
+    report = await sweep(ctx["pool"], ctx["settings"])
+    # One line when the sweep changed something on-call sees; none for a quiet minute.
+    if report.opened or report.resolved or report.notified or report.notify_failed:
+        log.info(
+            "alert sweep: %s opened, %s resolved, %s notifications sent, %s failed",
+            len(report.opened),
+            len(report.resolved),
+            report.notified,
+            report.notify_failed,
+        )
 
 
 async def alerts_integrity(ctx: dict[str, Any]) -> None:
@@ -233,7 +255,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             **_every(settings.alerts.integrity_interval_seconds),
         ),
     ]
-    if configured_providers(settings):
+    if configured_providers(settings) and settings.reconcile.interval_seconds > 0:
         jobs.append(
             cron(
                 alerts_reconcile,

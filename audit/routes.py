@@ -45,12 +45,17 @@ from audit.repository import (
     object_timeline,
     page_size,
 )
+from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
 
 __all__ = ["routes"]
 
 Provider = Literal["stripe", "chargebee"]
 Order = Literal["asc", "desc"]
+
+# Error answers of the read routes, for the OpenAPI schema.
+_READ = documented(400, 401, 403, 429, 503)
+_READ_ONE = documented(400, 401, 403, 404, 429, 503)
 
 _FILTER_PARAMS = frozenset(DeliveryFilter.__struct_fields__)
 _PAGE_PARAMS = frozenset({"limit", "cursor", "order"})
@@ -116,7 +121,12 @@ def provide_delivery_filter(
     return f
 
 
-@get("/deliveries", dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)})
+@get(
+    "/deliveries",
+    dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)},
+    summary="List deliveries",
+    responses=_READ,
+)
 async def deliveries(
     *,
     request: Request[Any, Any, Any],
@@ -138,7 +148,7 @@ async def deliveries(
         )
 
 
-@get("/deliveries/{delivery_id:int}")
+@get("/deliveries/{delivery_id:int}", summary="Get one delivery", responses=_READ_ONE)
 async def delivery(
     request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], delivery_id: FromPath[int]
 ) -> Delivery:
@@ -148,7 +158,12 @@ async def delivery(
         return await get_delivery(conn, delivery_id)
 
 
-@get("/deliveries/{delivery_id:int}/raw", media_type="application/octet-stream")
+@get(
+    "/deliveries/{delivery_id:int}/raw",
+    media_type="application/octet-stream",
+    summary="Get a delivery's raw body",
+    responses=_READ_ONE,
+)
 async def delivery_raw(
     request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], delivery_id: FromPath[int]
 ) -> Response[bytes]:
@@ -169,7 +184,11 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[TimelineEntry]
 
 
-@get("/objects/{provider:str}/{object_id:str}/timeline")
+@get(
+    "/objects/{provider:str}/{object_id:str}/timeline",
+    summary="Timeline of one billing object",
+    responses=_READ,
+)
 async def timeline(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -187,7 +206,7 @@ async def timeline(
     return Timeline(provider=provider, object_id=object_id, entries=entries)
 
 
-@get("/rejections")
+@get("/rejections", summary="List rejected requests", responses=_READ)
 async def rejections(
     *,
     request: Request[Any, Any, Any],
@@ -241,6 +260,8 @@ class _ExportOperation(Operation):
     "/export",
     dependencies={"f": Provide(provide_delivery_filter, sync_to_thread=False)},
     operation_class=_ExportOperation,
+    summary="Export the audit log",
+    responses=_READ,
 )
 async def export(
     request: Request[Any, Any, Any],
@@ -268,7 +289,7 @@ async def export(
     )
 
 
-@get("/access-log")
+@get("/access-log", summary="Read the access log", responses=_READ)
 async def access_log(
     *,
     request: Request[Any, Any, Any],

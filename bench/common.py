@@ -313,6 +313,7 @@ def server_env(database_url: str, workdir: Path, queue: str, **extra: str) -> di
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
     env.update(
         {
+            "LEDGERHOOK_ENV_FILE": "",  # never a developer's .env
             "LEDGERHOOK_DATABASE_URL": database_url,
             "LEDGERHOOK_REDIS_URL": REDIS_URL,
             "LEDGERHOOK_CONFIG": str(config),

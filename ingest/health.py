@@ -11,10 +11,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from ingest.runtime import IngestRuntime
 from ledgerhook.log_gauges import exposition
-from ledgerhook.metrics import CONTENT_TYPE_LATEST, render
+from ledgerhook.metrics import MEDIA_TYPE, render
 
 __all__ = ["health_routes"]
 
@@ -44,15 +45,28 @@ async def _redis_ok(runtime: IngestRuntime) -> bool:
         return False
 
 
-@get("/health/live", name="health_live")
+@get("/health/live", name="health_live", summary="Liveness", tags=["health"])
 async def live() -> dict[str, str]:
-    """The process serves HTTP."""
+    """Always 200 `{"status": "ok"}` while the process serves HTTP (a liveness probe)."""
     return {"status": "ok"}
 
 
-@get("/health/ready", name="health_ready")
+@get(
+    "/health/ready",
+    name="health_ready",
+    summary="Readiness",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            data_container=Readiness,
+            description="PostgreSQL does not answer: deliveries would be refused.",
+            generate_examples=False,
+        )
+    },
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[Readiness]:
-    """200 when PostgreSQL answers, else 503; Redis is reported only."""
+    """200 when PostgreSQL answers (a delivery sent now would be stored), else 503. Redis is
+    reported but does not make the service unready: deliveries still land without it."""
     runtime: IngestRuntime = request.app.state.ingest
     pg, redis = await asyncio.gather(_postgres_ok(runtime), _redis_ok(runtime))
     body = Readiness(
@@ -68,7 +82,7 @@ async def metrics_exposition(request: Request[Any, Any, Any]) -> Response[bytes]
     """Prometheus text format: process metrics aggregated across server processes (and the
     worker's under ``ledgerhook run``), plus the log's state read from PostgreSQL."""
     runtime: IngestRuntime = request.app.state.ingest
-    return Response(render() + await exposition(runtime.pool), media_type=CONTENT_TYPE_LATEST)
+    return Response(render() + await exposition(runtime.pool), media_type=MEDIA_TYPE)
 
 
 health_routes = [live, ready, metrics_exposition]

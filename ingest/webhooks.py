@@ -41,6 +41,7 @@ from ingest.rejection_log import RejectionContext
 from ingest.runtime import IngestRuntime
 from ledgerhook import metrics
 from ledgerhook.client_address import scope_address
+from ledgerhook.http_errors import documented
 
 __all__ = ["webhook_routes"]
 
@@ -48,6 +49,27 @@ _encoder = msgspec.json.Encoder()
 
 
 _counters: dict[tuple[str, str, str], Any] = {}
+
+# What each refusal looks like, for the OpenAPI schema (``error`` is the ingest reason code).
+_REFUSED = {
+    "s400": "Not accepted: a bad or missing Stripe signature (`error`: missing_signature, "
+    "malformed_signature, no_matching_signature, timestamp_out_of_tolerance) or a body that is "
+    "not an event (invalid_json, not_an_object, missing_field, invalid_field). Stripe retries "
+    "a 400 like any failure.",
+    "s401": "Chargebee HTTP Basic credentials missing or wrong (`error`: missing_credentials, "
+    "malformed_credentials, bad_credentials), with `WWW-Authenticate: Basic`.",
+    "s404": "No such endpoint is configured (`error`: unknown_endpoint).",
+    "s408": "The body arrived too slowly (`error`: body_timeout).",
+    "s413": "The body is larger than `INGEST__MAX_BODY_BYTES` (`error`: body_too_large).",
+    "s431": "Too many or too large headers (`error`: headers_too_large).",
+    "s503": "Not stored now (database down, commit timed out, too many waiting): nothing was "
+    "acknowledged, retry after `Retry-After` seconds (`error`: unavailable).",
+}
+_ACCEPTED = (
+    'Answers 200 `{"delivery_id": n, "duplicate": bool}` only once the delivery is committed '
+    "to the audit log (a repeat delivery is stored too, and marked duplicate); every refusal is "
+    "recorded in the rejection log."
+)
 
 
 def _received(provider: str, endpoint: str, outcome: str) -> Any:
@@ -142,19 +164,48 @@ async def receive(request: Request[Any, Any, Any], provider: str, name: str) -> 
     )
 
 
-@post("/webhooks/stripe", status_code=200, include_in_schema=True, name="webhook_stripe")
+@post(
+    "/webhooks/stripe",
+    status_code=200,
+    name="webhook_stripe",
+    summary="Receive a Stripe webhook",
+    description="Point Stripe's webhook endpoint here (the endpoint named `default`, secrets from "
+    "`LEDGERHOOK_STRIPE_WEBHOOK_SECRETS`). The `Stripe-Signature` header must verify against the "
+    "exact body. " + _ACCEPTED,
+    responses=documented(400, 404, 408, 413, 431, 503, **_REFUSED),
+    tags=["webhooks"],
+)
 async def stripe_default(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A Stripe delivery to the endpoint named ``default``."""
     return await receive(request, "stripe", "default")
 
 
-@post("/webhooks/chargebee", status_code=200, name="webhook_chargebee")
+@post(
+    "/webhooks/chargebee",
+    status_code=200,
+    name="webhook_chargebee",
+    summary="Receive a Chargebee webhook",
+    description="Point Chargebee's webhook here (the endpoint named `default`), with HTTP Basic "
+    "credentials from `LEDGERHOOK_CHARGEBEE_BASIC_AUTH`. " + _ACCEPTED,
+    responses=documented(400, 401, 404, 408, 413, 431, 503, **_REFUSED),
+    tags=["webhooks"],
+)
 async def chargebee_default(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A Chargebee delivery to the endpoint named ``default``."""
     return await receive(request, "chargebee", "default")
 
 
-@post("/webhooks/{provider:str}/{endpoint:str}", status_code=200, name="webhook_named")
+@post(
+    "/webhooks/{provider:str}/{endpoint:str}",
+    status_code=200,
+    name="webhook_named",
+    summary="Receive a webhook on a named endpoint",
+    description="A configured `[[endpoints]]` entry (several Stripe accounts or Chargebee sites): "
+    "`provider` is `stripe` or `chargebee`, `endpoint` its name; verified like the default "
+    "endpoints. " + _ACCEPTED,
+    responses=documented(400, 401, 404, 408, 413, 431, 503, **_REFUSED),
+    tags=["webhooks"],
+)
 async def named(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A delivery to a configured named endpoint."""
     params = request.path_params

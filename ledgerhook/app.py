@@ -2,9 +2,11 @@
 
 ``create_app(settings)`` builds everything from the settings it is given; nothing is created at
 import time. Long-lived resources (the PostgreSQL pool, the Redis clients of ingest and of the
-token guard's brute-force brake, the ingest appender) are opened in the lifespan and reached by
-handlers through ``app.state`` / dependencies. Each package's errors are mapped to HTTP
-responses here, in one place (:data:`EXCEPTION_HANDLERS`).
+token guard's brute-force brake, the ingest appender, the checkpoint signing key) are opened in
+the lifespan or at creation and reached by handlers through ``app.state`` / dependencies. Each
+package's errors are mapped to HTTP responses here, in one place (:data:`EXCEPTION_HANDLERS`), and
+so are Litestar's own (validation, unknown route, wrong method): every error has the one shape of
+:mod:`ledgerhook.http_errors`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -57,59 +61,67 @@ from ingest.providers.chargebee import WWW_AUTHENTICATE
 from ingest.runtime import ingest_lifespan, record_rejection
 from ledgerhook.console.templating import template_config as console_template_config
 from ledgerhook.db import create_pool
+from ledgerhook.docs_ui import LocalSwaggerUI
 from ledgerhook.gc_tuning import freeze_startup_objects
+from ledgerhook.http_errors import ErrorBody, code_for, error_response
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
 from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
 
 __all__ = ["create_app"]
 
+API_DESCRIPTION = """Verified, append-only, exactly-once Stripe and Chargebee webhooks.
 
-def _error(
-    status: int, reason: str, detail: str | None = None, headers: dict[str, str] | None = None
-) -> Response[dict[str, Any]]:
-    """Every error has one shape: Litestar's documented ``{status_code, detail}`` plus our
-    ``error`` (a short reason code for ingest refusals, else the message)."""
-    return Response(
-        {"status_code": status, "detail": detail or reason, "error": reason},
-        status_code=status,
-        headers=headers,
-    )
+Webhook routes take the providers' own credentials. Every other route but health and metrics takes
+`Authorization: Bearer lh_...` (`ledgerhook token create --role auditor|oncall|admin`).
+
+Every error answers `{"status_code", "detail", "error"}`: `detail` is for people, `error` a short
+machine code (`invalid_parameter`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
+`too_many_attempts`, `unavailable`, ...; webhook refusals carry their reason code).
+"""
 
 
-def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+log = logging.getLogger(__name__)
+
+Error = Response[ErrorBody]
+
+
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Error:
     """PostgreSQL refused a value the caller sent (an id beyond bigint, a NUL in a text): 400.
     Unreachable: 503, so callers retry. Never a 500 for input or an outage."""
     if isinstance(exc, asyncpg.DataError):
-        return _error(400, "invalid value", "a parameter value is out of range or not storable")
-    return _error(503, "unavailable", "the database is unavailable", {"Retry-After": "5"})
+        return error_response(400, "a parameter value is out of range or not storable")
+    return error_response(503, "the database is unavailable", headers={"Retry-After": "5"})
 
 
-def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Response[dict[str, Any]]:
+def _audit_error(request: Request[Any, Any, Any], exc: AuditError) -> Error:
     if isinstance(exc, NotFound):
-        return _error(404, str(exc) or "not found")
+        return error_response(404, str(exc) or "not found")
     if isinstance(exc, InvalidQuery | InvalidRange):
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     if isinstance(exc, NotVerified):
-        return _error(409, str(exc))
-    return _error(500, "audit error")
+        return error_response(409, str(exc))
+    return _unexpected(request, exc)
 
 
-def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Response[dict[str, Any]]:
-    if isinstance(exc, Unauthenticated):
-        return _error(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
+def _auth_error(request: Request[Any, Any, Any], exc: AuthError) -> Error:
     if isinstance(exc, Forbidden):
-        return _error(403, str(exc))
+        return error_response(403, str(exc))
     if isinstance(exc, TooManyAttempts):
-        return _error(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
-    return _error(401, "not authenticated")
+        return error_response(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+    detail = str(exc) if isinstance(exc, Unauthenticated) else ""
+    return error_response(
+        401, detail or "not authenticated", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
-def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response[dict[str, Any]]:
+def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Error:
+    """Webhook refusals answer with their ingest reason code (what providers and the rejection
+    log see), and are recorded in ``audit.rejections``."""
     if isinstance(exc, Unavailable):
-        return _error(503, "unavailable", str(exc), {"Retry-After": str(exc.retry_after)})
+        return error_response(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
     if not isinstance(exc, Rejected):  # ClientGone: nobody is listening
-        return _error(400, "incomplete request")
+        return error_response(400, "the request ended before its body", code="incomplete_request")
     headers: dict[str, str] = {}
     if isinstance(exc, UnknownEndpoint):
         status = 404
@@ -126,32 +138,73 @@ def _ingest_error(request: Request[Any, Any, Any], exc: IngestError) -> Response
     else:  # bad envelope, bad Stripe signature: 400, as Stripe expects
         status = 400
     record_rejection(request.app.state, exc, status)
-    return _error(status, exc.reason, str(exc), headers)
+    return error_response(status, str(exc), code=exc.reason, headers=headers)
 
 
-def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response[dict[str, Any]]:
+def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Error:
     if isinstance(exc, AlertNotFound):
-        return _error(404, str(exc) or "not found")
-    if isinstance(exc, InvalidAlertQuery | NotConfigured):
-        return _error(400, str(exc))
+        return error_response(404, str(exc) or "not found")
+    if isinstance(exc, NotConfigured):
+        return error_response(400, str(exc), code="not_configured")
+    if isinstance(exc, InvalidAlertQuery):
+        return error_response(400, str(exc))
     if isinstance(exc, IllegalTransition):
-        return _error(409, str(exc))
+        return error_response(409, str(exc))
     if isinstance(exc, ProviderApiError):
-        return _error(502, str(exc))
-    return _error(500, "alerts error")
+        return error_response(502, str(exc))
+    return _unexpected(request, exc)
 
 
-def _processor_error(
-    request: Request[Any, Any, Any], exc: ProcessorError
-) -> Response[dict[str, Any]]:
+def _processor_error(request: Request[Any, Any, Any], exc: ProcessorError) -> Error:
     if isinstance(exc, StateNotFound | DeliveryNotFound):
-        return _error(404, str(exc) or "not found")
+        return error_response(404, str(exc) or "not found")
     if isinstance(exc, InvalidStateQuery):
-        return _error(400, str(exc))
-    return _error(500, "processors error")
+        return error_response(400, str(exc))
+    return _unexpected(request, exc)
+
+
+def _validation_detail(extra: Any) -> tuple[str, list[dict[str, Any]] | None]:
+    """A sentence naming each bad parameter, from Litestar's validation details."""
+    if not isinstance(extra, list) or not all(isinstance(e, dict) for e in extra):
+        return "invalid request", None
+    parts = []
+    for e in extra:
+        source = getattr(e.get("source"), "value", e.get("source"))  # Litestar's ParamType
+        where = f"{source} parameter {e['key']}" if source and e.get("key") else e.get("key")
+        parts.append(f"{where}: {e.get('message', 'invalid')}" if where else str(e.get("message")))
+    return "; ".join(parts), extra
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Error:
+    """Litestar's own errors (validation, unknown route, wrong method, ...) in our shape."""
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    extra = None
+    if status == 400 and exc.extra:
+        detail, extra = _validation_detail(exc.extra)
+    elif status == 404 and exc.detail in {"", HTTPStatus.NOT_FOUND.phrase}:
+        detail = f"no such route: {request.method} {request.url.path}"
+    elif status == 405:
+        allowed = headers.get("allow") or headers.get("Allow") or ""
+        detail = f"{request.method} is not allowed on {request.url.path}" + (
+            f" (allowed: {allowed})" if allowed else ""
+        )
+    elif status == 500:
+        return _unexpected(request, exc)
+    else:
+        detail = exc.detail or code_for(status).replace("_", " ")
+    return error_response(status, detail, headers=headers or None, extra=extra)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Error:
+    """A bug: one log line with the traceback (and Sentry, through its Litestar hook), a 500."""
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error (logged with the request id)")
 
 
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
+    HTTPException: _http_error,
+    Exception: _unexpected,
     AlertsError: _alerts_error,
     AuditError: _audit_error,
     AuthError: _auth_error,
@@ -235,12 +288,20 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> Lites
         openapi_config=OpenAPIConfig(
             title="Ledgerhook",
             version="0.1.0",
+            description=API_DESCRIPTION,
             path="/schema",
+            # Each operation's docstring is its description (summaries are in the decorators).
+            use_handler_docstrings=True,
+            # Swagger UI from the installed package at /schema (and /schema/swagger), no CDN.
+            render_plugins=[LocalSwaggerUI(schema_path="/schema")],
             # Read/ops routes take `Authorization: Bearer lh_...` (ledgerhook token create).
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
         ),
         state=State({"settings": settings, "signer": signer}),
+        # Logging is ledgerhook.logs' alone: Litestar's default config would replace the root
+        # handler with its own format (uvicorn's lines came out in a third format) and level.
+        logging_config=None,
         debug=False,
     )

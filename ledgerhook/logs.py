@@ -2,6 +2,12 @@
 
 Context travels in a ContextVar, so concurrent requests and jobs never mix their ids. Raw bodies
 and secrets are never logged: callers log ids and outcomes, and Secret values mask themselves.
+
+Every line a process writes has the one configured format (``json`` or ``text``): the root logger
+has the only handler, and the libraries' loggers (uvicorn, arq, Litestar, stripe, httpx, Python
+warnings) propagate to it instead of bringing their own. An idle worker is quiet: arq's "job
+started/finished" lines for cron jobs are debug (:class:`QuietCronJobs`); a cron job that did
+something says so itself, at info.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ import msgspec
 
 from ledgerhook.settings import Settings
 
-__all__ = ["DrainedJobsExpire", "bind", "configure_logging", "log_context"]
+__all__ = [
+    "DrainedJobsExpire",
+    "QuietCronJobs",
+    "bind",
+    "configure_logging",
+    "log_context",
+    "quiet_cron_jobs",
+]
 
 log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None
@@ -69,18 +82,72 @@ class DrainedJobsExpire(logging.Filter):
         return True
 
 
+# arq's lines for a job starting and finishing (see arq.worker.Worker.run_job).
+_ARQ_JOB_LINES = frozenset({"%6.2fs → %s(%s)%s", "%6.2fs ← %s ● %s"})
+
+
+class QuietCronJobs(logging.Filter):
+    """arq's "started"/"finished" lines of the named cron jobs, demoted to debug.
+
+    The worker runs a dozen crons a minute (sweeper, analyze, alert sweep): at info these were
+    ~1,200 lines an hour saying nothing happened. The cron jobs log at info themselves when they
+    did something (re-enqueued, analyzed, opened or resolved alerts, found missing events); a
+    failing cron is still arq's error line with its traceback.
+    """
+
+    def __init__(self, names: frozenset[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.levelno == logging.INFO
+            and record.msg in _ARQ_JOB_LINES
+            and isinstance(record.args, tuple)
+            and len(record.args) >= 2
+            and record.args[1] in self.names
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_cron_jobs(names: frozenset[str]) -> None:
+    """Install :class:`QuietCronJobs` for ``names`` on arq's logger (replacing an earlier one)."""
+    arq_worker = logging.getLogger("arq.worker")
+    for f in [f for f in arq_worker.filters if isinstance(f, QuietCronJobs)]:
+        arq_worker.removeFilter(f)
+    arq_worker.addFilter(QuietCronJobs(names))
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that would otherwise log per request or per call at info.
+_QUIET_LIBRARIES = {
+    "uvicorn.access": logging.WARNING,  # every webhook URL; our own request log says what matters
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "stripe": logging.WARNING,  # "Request to Stripe api", each retry: our reconcile log says it
+}
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    # Access logs would print every webhook URL; our own request log says what matters.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Libraries that set up handlers of their own (uvicorn's default config, an imported
+    # library's NullHandler aside) would print in their own format: route them to the root.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "litestar"):
+        lib = logging.getLogger(name)
+        lib.handlers[:] = []
+        lib.propagate = True
+    for name, level in _QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(True)
     arq_worker = logging.getLogger("arq.worker")
     if not any(isinstance(f, DrainedJobsExpire) for f in arq_worker.filters):
         arq_worker.addFilter(DrainedJobsExpire())

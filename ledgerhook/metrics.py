@@ -20,7 +20,11 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _mp
 
-__all__ = ["CONTENT_TYPE_LATEST", "render"]
+__all__ = ["CONTENT_TYPE_LATEST", "MEDIA_TYPE", "render"]
+
+# Prometheus' content type without its charset: Litestar appends ``; charset=utf-8`` to every
+# text/* media type itself, and the header carried the charset twice.
+MEDIA_TYPE = CONTENT_TYPE_LATEST.split("; charset=")[0]
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -90,6 +94,17 @@ alerts_fired = Counter(
     "ledgerhook_alerts_fired_total",
     "Alerts opened, by rule and severity.",
     ["rule", "severity"],
+)
+reconciliation_failures = Counter(
+    "ledgerhook_reconciliation_failures_total",
+    "Reconciliation runs that could not list the provider's events, by provider and endpoint.",
+    ["provider", "endpoint"],
+)
+reconciliation_succeeded_at = Gauge(
+    "ledgerhook_reconciliation_last_success_timestamp_seconds",
+    "Unix time of the last reconciliation run that listed the provider's events.",
+    ["provider", "endpoint"],
+    multiprocess_mode="max",
 )
 integration_lag_seconds = Histogram(
     "ledgerhook_integration_lag_seconds",

@@ -1,9 +1,14 @@
-"""One frozen settings object, decoded once at start from the environment and an optional TOML file.
+"""One frozen settings object, decoded once at start from the environment and two optional files.
 
 Sources, later wins:
 1. the TOML file named by ``LEDGERHOOK_CONFIG`` (sections ``[ingest]``, ``[processors]``, ...,
    and ``[[endpoints]]`` tables for named webhook endpoints);
-2. environment variables ``LEDGERHOOK_<FIELD>`` for top-level fields and
+2. the env file: ``LEDGERHOOK_*=value`` lines, read from ``.env`` in the working directory, or
+   from the file ``LEDGERHOOK_ENV_FILE`` names (empty: none). It supplies variables the
+   environment does not set, so it may name ``LEDGERHOOK_CONFIG`` too. ``make run`` writes one
+   with development values, so every ``ledgerhook`` command run in the checkout (server, worker,
+   ``token``, ``verify``, ...) finds the same settings without exporting anything;
+3. environment variables ``LEDGERHOOK_<FIELD>`` for top-level fields and
    ``LEDGERHOOK_<SECTION>__<FIELD>`` for fields of a section (double underscore).
 
 A bad or missing value raises :class:`SettingsError` naming the environment variable, so the
@@ -19,6 +24,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -37,10 +43,15 @@ __all__ = [
     "Settings",
     "SettingsError",
     "TlogSettings",
+    "env_file_path",
     "load_settings",
+    "read_env_file",
 ]
 
 ENV_PREFIX = "LEDGERHOOK_"
+ENV_FILE = ENV_PREFIX + "ENV_FILE"
+DEFAULT_ENV_FILE = ".env"
+_ENV_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 Provider = Literal["stripe", "chargebee"]
 
 
@@ -175,6 +186,7 @@ class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Periodic reconciliation of providers with API credentials; 0: only on demand.
     interval_seconds: int = 900
     window_seconds: int = 7200
 
@@ -313,7 +325,7 @@ def _env_name(path: str) -> str:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+        if not key.startswith(ENV_PREFIX) or key in {ENV_PREFIX + "CONFIG", ENV_FILE}:
             continue
         name = key.removeprefix(ENV_PREFIX).lower()
         parsed: str | list[str] = value
@@ -339,14 +351,70 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build the one Settings object from ``env`` (default ``os.environ``) and the config file."""
-    env = os.environ if env is None else env
+def env_file_path(env: Mapping[str, str], cwd: Path | None) -> Path | None:
+    """The env file to read: ``LEDGERHOOK_ENV_FILE`` when set (empty: none, a missing file is an
+    error), else ``.env`` in ``cwd`` when there is one."""
+    if ENV_FILE in env:
+        named = env[ENV_FILE]
+        if not named:
+            return None
+        path = Path(named)
+        if not path.is_absolute() and cwd is not None:
+            path = cwd / path
+        if not path.is_file():
+            raise SettingsError(f"{ENV_FILE}: no such file: {named}")
+        return path
+    if cwd is None:
+        return None
+    path = cwd / DEFAULT_ENV_FILE
+    return path if path.is_file() else None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``LEDGERHOOK_*`` variables of an env file: ``NAME=value`` lines (``export`` allowed), blank
+    lines and ``#`` comment lines skipped, one pair of matching quotes around a value removed, no
+    expansion. Other names are left alone, so the file can serve other tools too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{ENV_FILE}: cannot read {path}: {exc}") from None
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.match(stripped)
+        if match is None:
+            # Never echo the line: it may hold a secret.
+            raise SettingsError(f"{path}:{number}: expected NAME=value")
+        name, value = match.group(1), match.group(2).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if name.startswith(ENV_PREFIX) and name != ENV_FILE:
+            out[name] = value
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
+    """Build the one Settings object from the environment, the env file and the config file.
+
+    ``env`` defaults to ``os.environ`` and ``cwd`` (where ``.env`` is looked for) to the working
+    directory; an explicit ``env`` without ``cwd`` reads no ``.env`` unless it names one.
+    """
+    if env is None:
+        env = os.environ
+        cwd = Path.cwd() if cwd is None else cwd
+    env_file = env_file_path(env, cwd)
+    if env_file is not None:
+        env = {**read_env_file(env_file), **env}  # the environment wins
     raw: dict[str, Any] = {}
     config_path = env.get(ENV_PREFIX + "CONFIG")
     if config_path:
+        path = Path(config_path)
+        if not path.is_absolute() and cwd is not None:
+            path = cwd / path
         try:
-            with open(config_path, "rb") as fh:
+            with path.open("rb") as fh:
                 raw = tomllib.load(fh)
         except OSError as exc:
             raise SettingsError(
@@ -358,7 +426,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ) from None
     raw = _merge(raw, _from_env(env))
     if "database_url" not in raw:
-        raise SettingsError("LEDGERHOOK_DATABASE_URL is required (a postgresql:// URL)")
+        raise SettingsError(
+            "LEDGERHOOK_DATABASE_URL is required (a postgresql:// URL): set it in the environment "
+            "or in .env in the working directory (`make run` writes one for development)"
+        )
     try:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:

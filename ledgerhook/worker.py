@@ -36,6 +36,7 @@ from audit.sequencer import Sequencer
 from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
+from ledgerhook.logs import quiet_cron_jobs
 from ledgerhook.settings import Settings
 from ledgerhook.wakeup import Waker, arq_redis
 from processors.worker import (
@@ -152,7 +153,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**{**worker_settings(settings), **overrides})
+    kwargs = {**worker_settings(settings), **overrides}
+    # An idle worker is quiet: arq's start/finish lines of cron jobs are debug (ledgerhook.logs).
+    quiet_cron_jobs(frozenset(c.name for c in kwargs["cron_jobs"]))
+    return Worker(**kwargs)
 
 
 # Outages of Redis or PostgreSQL: the worker is rebuilt after a pause instead of exiting.

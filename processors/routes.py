@@ -19,6 +19,7 @@ from litestar.params import FromPath, FromQuery, Parameter
 
 from audit import permissions
 from audit.auth import require_role
+from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
 from processors.errors import InvalidStateQuery
 from processors.queries import (
@@ -54,6 +55,11 @@ class ObjectDetail(msgspec.Struct, frozen=True, kw_only=True):
     history: list[HistoryRow]
 
 
+# Error answers of the read routes, for the OpenAPI schema.
+_READ = documented(400, 401, 403, 429, 503)
+_READ_ONE = documented(400, 401, 403, 404, 429, 503)
+
+
 def _only(request: Request[Any, Any, Any], allowed: frozenset[str]) -> None:
     unknown = sorted(set(request.query_params.keys()) - allowed)
     if unknown:
@@ -71,7 +77,12 @@ async def _detail(
     return ObjectDetail(object=row, history=hist)
 
 
-@get("/state/customers/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
+@get(
+    "/state/customers/{provider:str}/{object_id:str}",
+    guards=[require_role(permissions.READ)],
+    summary="Get a customer",
+    responses=_READ_ONE,
+)
 async def customer_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -79,12 +90,18 @@ async def customer_detail(
     object_id: FromPath[str],
     account: FromQuery[str | None] = None,
 ) -> ObjectDetail:
-    """One customer and every update made to it."""
+    """One customer and every update made to it (`?account=` when the id exists in several
+    accounts of the provider)."""
     _only(request, _ONE_PARAMS)
     return await _detail(pool, "customers", provider, object_id, account)
 
 
-@get("/state/invoices/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
+@get(
+    "/state/invoices/{provider:str}/{object_id:str}",
+    guards=[require_role(permissions.READ)],
+    summary="Get an invoice",
+    responses=_READ_ONE,
+)
 async def invoice_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -92,12 +109,18 @@ async def invoice_detail(
     object_id: FromPath[str],
     account: FromQuery[str | None] = None,
 ) -> ObjectDetail:
-    """One invoice and every update made to it."""
+    """One invoice and every update made to it (`?account=` when the id exists in several
+    accounts of the provider)."""
     _only(request, _ONE_PARAMS)
     return await _detail(pool, "invoices", provider, object_id, account)
 
 
-@get("/state/subscriptions/{provider:str}/{object_id:str}", guards=[require_role(permissions.READ)])
+@get(
+    "/state/subscriptions/{provider:str}/{object_id:str}",
+    guards=[require_role(permissions.READ)],
+    summary="Get a subscription",
+    responses=_READ_ONE,
+)
 async def subscription_detail(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -116,7 +139,12 @@ async def subscription_detail(
 
 # One static path per collection: a "/state/{kind}" pattern would lose to the static
 # "/state/subscriptions/..." prefix of the detail routes in Litestar's router.
-@get([f"/state/{kind}" for kind in get_args(Kind)], guards=[require_role(permissions.READ)])
+@get(
+    [f"/state/{kind}" for kind in get_args(Kind)],
+    guards=[require_role(permissions.READ)],
+    summary="List billing objects of one kind",
+    responses=_READ,
+)
 async def state_list(
     *,
     request: Request[Any, Any, Any],
@@ -129,7 +157,9 @@ async def state_list(
     limit: Annotated[int | None, Parameter(ge=1, description="page size")] = None,
     cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
 ) -> StatePage:
-    """Objects matching every given filter, ordered by (provider, account, id), keyset-paged."""
+    """Customers, subscriptions, invoices, payments, refunds or credit notes (the last path
+    segment) matching every given filter, ordered by (provider, account, id), one keyset page at
+    a time: pass `next_cursor` back as `cursor`."""
     _only(request, _LIST_PARAMS)
     kind = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     n = min(limit or settings.api.default_page_size, settings.api.max_page_size)

@@ -186,6 +186,8 @@ async def ensure_partitions(ctx: dict[str, Any]) -> int:
     pool: asyncpg.Pool = ctx["pool"]
     async with pool.acquire() as conn:
         created: int = await conn.fetchval("SELECT audit.ensure_partitions(3)")
+    if created:
+        log.info("created monthly partitions ahead", extra={"created": created})
     return created
 
 

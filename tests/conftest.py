@@ -51,6 +51,10 @@ CHARGEBEE_AUTH = "cbhook:s3cret-pass"
 CHECKPOINT_KEY = "PRIVATE+KEY+ledgerhook-test+6ad2e03b+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
 PUBLIC_KEY = "ledgerhook-test+6ad2e03b+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
 
+# A developer's .env (written by `make run` into the checkout) must not reach the test run:
+# ledgerhook processes the tests start inherit this and read no env file unless a test names one.
+os.environ["LEDGERHOOK_ENV_FILE"] = ""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the long (soak) suites too")

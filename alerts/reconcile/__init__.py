@@ -20,14 +20,15 @@ import asyncpg
 import msgspec
 
 from alerts import lifecycle, notify, rules
-from alerts.errors import InvalidAlertQuery
-from alerts.model import Facts, MissingEvent
+from alerts.errors import InvalidAlertQuery, ProviderApiError
+from alerts.model import Facts, MissingEvent, ReconcileFailure
 from alerts.reconcile import chargebee as cb
 from alerts.reconcile import stripe as st
 from alerts.reconcile.base import ProviderEvent
 from audit.append import NewDelivery, append_deliveries
 from audit.dbtypes import Conn
 from audit.reconciliations import ReconciliationRun, record_run
+from ledgerhook import metrics
 from ledgerhook.settings import Settings
 from processors.service import process_delivery
 
@@ -129,12 +130,99 @@ async def reconcile(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> ReconcileSummary:
+    """Reconcile one provider endpoint over the last ``since_seconds``.
+
+    Whoever runs it (the worker's cron, ``ledgerhook reconcile``, ``POST /reconcile``), a run
+    whose provider API fails counts in ``ledgerhook_reconciliation_failures_total`` and raises
+    (or counts up) the ``reconciliation_failing`` alert before the error goes to the caller; a run
+    that lists the events sets the last-success gauge and resolves that alert.
+    """
     if provider not in ("stripe", "chargebee"):
         raise InvalidAlertQuery("provider must be stripe or chargebee")
     if since_seconds <= 0:
         raise InvalidAlertQuery("since must be a positive number of seconds")
     now = now or datetime.now(UTC)
     name, account = _target(settings, provider, endpoint)
+    try:
+        summary = await _reconcile(
+            pool,
+            settings,
+            provider,
+            since_seconds,
+            name=name,
+            account=account,
+            now=now,
+            progress=progress,
+        )
+    except ProviderApiError as exc:
+        failure = ReconcileFailure(
+            provider=provider, endpoint=name, account=account, api_url=exc.url, error=str(exc)
+        )
+        await _record_outcome(
+            pool, settings, failure=failure, provider=provider, endpoint=name, now=now
+        )
+        raise
+    await _record_outcome(pool, settings, failure=None, provider=provider, endpoint=name, now=now)
+    return summary
+
+
+async def _record_outcome(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    provider: str,
+    endpoint: str,
+    failure: ReconcileFailure | None,
+    now: datetime,
+) -> None:
+    """Metrics and the ``reconciliation_failing`` alert for a run that failed or succeeded.
+
+    Only provider API failures count: a bad request or a bug is the caller's to see."""
+    labels = {"provider": provider, "endpoint": endpoint}
+    if failure is None:
+        metrics.reconciliation_succeeded_at.labels(**labels).set(now.timestamp())
+    else:
+        metrics.reconciliation_failures.labels(**labels).inc()
+    channels = notify.channels(settings)
+    try:
+        async with pool.acquire() as conn:
+            if failure is not None:
+                findings = rules.reconciliation_failing(
+                    Facts(config=settings.alerts, reconcile_failures=(failure,)), now
+                )
+                await lifecycle.apply_findings(conn, findings, now, channels)
+            else:
+                await lifecycle.auto_resolve(
+                    conn,
+                    rules=("reconciliation_failing",),
+                    firing=(),
+                    now=now,
+                    quiet_seconds=0,
+                    channels=channels,
+                    subjects=(f"{provider}/{endpoint}",),
+                    note="reconciliation succeeded again",
+                )
+            await lifecycle.refresh_gauges(conn)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning(
+            "could not record the %s/%s reconciliation outcome: %s",
+            provider,
+            endpoint,
+            type(exc).__name__,
+        )
+
+
+async def _reconcile(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    provider: str,
+    since_seconds: int,
+    *,
+    name: str,
+    account: str,
+    now: datetime,
+    progress: Progress | None,
+) -> ReconcileSummary:
     retention = st.RETENTION_SECONDS if provider == "stripe" else cb.RETENTION_SECONDS
     clamped = since_seconds > retention
     until = int(now.timestamp())
@@ -224,7 +312,9 @@ async def reconcile(
                 backfilled=len(backfilled),
             ),
         )
-    log.info(
+    # Info when it found something; a routine run that found the log complete is debug.
+    log.log(
+        logging.INFO if found else logging.DEBUG,
         "reconciled %s/%s: %s listed, %s missing, %s backfilled, %s applied",
         provider,
         name,

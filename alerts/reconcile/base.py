@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import msgspec
 
-__all__ = ["ProviderEvent"]
+__all__ = ["ProviderEvent", "public_url"]
+
+
+def public_url(url: str) -> str:
+    """``url`` fit for a message, an alert or a log: no user info (a key could be there), no query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class ProviderEvent(msgspec.Struct, frozen=True, kw_only=True):

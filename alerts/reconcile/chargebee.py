@@ -19,7 +19,7 @@ import httpx
 import msgspec
 
 from alerts.errors import NotConfigured, ProviderApiError
-from alerts.reconcile.base import ProviderEvent
+from alerts.reconcile.base import ProviderEvent, public_url
 from ingest.providers.chargebee import main_resource
 from ledgerhook.settings import Settings
 
@@ -75,14 +75,17 @@ def to_event(raw: msgspec.Raw | bytes) -> ProviderEvent:
 
 
 async def _get(http: httpx.AsyncClient, path: str, params: dict[str, str | int]) -> bytes:
+    url = public_url(str(http.base_url).rstrip("/") + path)
     try:
         resp = await http.get(path, params=params)
     except httpx.HTTPError as exc:
-        raise ProviderApiError(f"chargebee API unreachable: {type(exc).__name__}") from None
+        raise ProviderApiError(
+            f"chargebee API at {url}: no connection ({type(exc).__name__})", url=url
+        ) from None
     if resp.status_code == 404:
         return b""
     if resp.status_code >= 300:
-        raise ProviderApiError(f"chargebee API answered HTTP {resp.status_code}")
+        raise ProviderApiError(f"chargebee API at {url} answered HTTP {resp.status_code}", url=url)
     return resp.content
 
 
@@ -104,7 +107,8 @@ async def list_events(settings: Settings, since: int) -> AsyncIterator[list[Prov
                 events = [to_event(e.event) for e in page.entries]
             except msgspec.DecodeError as exc:
                 raise ProviderApiError(
-                    f"chargebee events API answered an unexpected body: {exc}"
+                    f"chargebee events API answered an unexpected body: {exc}",
+                    url=public_url(settings.chargebee_api_url + "/api/v2/events"),
                 ) from None
             yield events
             if not page.next_offset:

@@ -18,7 +18,7 @@ import msgspec
 import stripe
 
 from alerts.errors import NotConfigured, ProviderApiError
-from alerts.reconcile.base import ProviderEvent
+from alerts.reconcile.base import ProviderEvent, public_url
 from ledgerhook.settings import Settings
 
 __all__ = ["RETENTION_SECONDS", "list_events"]
@@ -51,6 +51,15 @@ _page = msgspec.json.Decoder(_Page)
 _event = msgspec.json.Decoder(_Event)
 
 
+def _failure(exc: stripe.StripeError) -> str:
+    """What went wrong, in words: no connection, or the API's answer (never the key)."""
+    if isinstance(exc, stripe.APIConnectionError):
+        return f"no connection ({type(exc).__name__}, after retries)"
+    if exc.http_status is None:
+        return type(exc).__name__
+    return f"answered HTTP {exc.http_status} ({type(exc).__name__})"
+
+
 def _client(settings: Settings) -> tuple[stripe.StripeClient, stripe.HTTPXClient]:
     if not settings.stripe_api_key:
         raise NotConfigured("LEDGERHOOK_STRIPE_API_KEY is not set")
@@ -69,6 +78,7 @@ async def list_events(
 ) -> AsyncIterator[list[ProviderEvent]]:
     """Pages of events created at or after ``since`` (newest first, as Stripe lists them)."""
     client, http = _client(settings)
+    url = public_url(settings.stripe_api_base.rstrip("/") + "/v1/events")
     failed = True if delivery_success is False else None
     starting_after: str | None = None
     try:
@@ -82,7 +92,7 @@ async def list_events(
                 resp = await client.raw_request_async("get", "/v1/events", **params)
             except stripe.StripeError as exc:
                 raise ProviderApiError(
-                    f"stripe events API failed: {type(exc).__name__} (HTTP {exc.http_status})"
+                    f"stripe events API at {url}: {_failure(exc)}", url=url
                 ) from None
             try:
                 page = _page.decode(resp.body.encode())
@@ -102,7 +112,7 @@ async def list_events(
                     )
             except msgspec.DecodeError as exc:
                 raise ProviderApiError(
-                    f"stripe events API answered an unexpected body: {exc}"
+                    f"stripe events API at {url} answered an unexpected body: {exc}", url=url
                 ) from None
             yield events
             if not page.has_more or not events:

@@ -25,6 +25,7 @@ COMMANDS = (
     "ledgerhook.cli.worker",
     "ledgerhook.cli.replay",
     "ledgerhook.cli.reconcile",
+    "ledgerhook.cli.alerts",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
 )

@@ -1,8 +1,8 @@
 """``demo``: send the demo story to a running Ledgerhook and print what happened.
 
-The demo reads the same ``LEDGERHOOK_*`` environment as the instance (database, webhook secrets,
-Stripe API base) so it can sign deliveries and create its admin token. ``make demo`` sets it up
-to match ``make run``.
+The demo reads the same settings as the instance (database, webhook secrets, Stripe API base:
+the environment and the ``.env`` that ``make run`` writes) so it can sign deliveries and create
+its admin token.
 """
 
 from __future__ import annotations

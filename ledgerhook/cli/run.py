@@ -8,6 +8,9 @@ on its own, the other is stopped and ``run`` exits non-zero: half a Ledgerhook (
 but never applied, or nothing answering) must not look healthy. Children also get SIGTERM if the
 supervisor itself is killed (``PR_SET_PDEATHSIG`` on Linux).
 
+What the supervisor says goes through logging, in the format the children use (the configured
+``json`` or ``text``), so the terminal shows one format.
+
 Both children share one ``PROMETHEUS_MULTIPROC_DIR``, so the API's ``/metrics`` shows the
 worker's metrics too. Production runs ``serve`` and ``worker`` separately (see deploy/).
 """
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import shutil
 import signal
@@ -38,6 +42,8 @@ from ledgerhook.migrations import MigrationError, migrate
 from ledgerhook.settings import load_settings
 
 __all__ = ["Supervisor", "cmd_run", "register"]
+
+log = logging.getLogger("ledgerhook.run")
 
 CLI = (sys.executable, "-m", "ledgerhook.cli")
 GRACE_SECONDS = 20.0
@@ -106,7 +112,7 @@ class Supervisor:
                     process_group=0,
                     preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads yet)
                 )
-                _say(f"started {child.name} (pid {child.proc.pid})")
+                log.info("started %s (pid %s)", child.name, child.proc.pid)
             failed = self._wait()
             self._stop_all()
         finally:
@@ -114,13 +120,13 @@ class Supervisor:
                 signal.signal(sig, handler)
         if failed is not None:
             code = failed.proc.returncode if failed.proc else 1
-            _say(f"{failed.name} exited unexpectedly (code {code}); stopped the others")
+            log.error("%s exited unexpectedly (code %s); stopped the others", failed.name, code)
             return code if code > 0 else 1
         unclean = [c for c in self.children if c.proc and c.proc.returncode not in _CLEAN]
         for child in unclean:
             assert child.proc is not None
-            _say(f"{child.name} did not stop cleanly (code {child.proc.returncode})")
-        _say("stopped")
+            log.error("%s did not stop cleanly (code %s)", child.name, child.proc.returncode)
+        log.info("stopped")
         return 1 if unclean else 0
 
     def _wait(self) -> Child | None:
@@ -144,13 +150,9 @@ class Supervisor:
             try:
                 child.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _say(f"{child.name} still running after {self.grace:.0f}s: killing it")
+                log.warning("%s still running after %.0fs: killing it", child.name, self.grace)
                 child.send(signal.SIGKILL)
                 child.proc.wait()
-
-
-def _say(message: str) -> None:
-    print(f"ledgerhook run: {message}", file=sys.stderr, flush=True)
 
 
 class _ReadyProbe:
@@ -172,7 +174,7 @@ class _ReadyProbe:
             return
         if ready:
             self.done = True
-            _say(f"ready: {self.url} (webhooks at {self.url}/webhooks/stripe, Ctrl-C stops)")
+            log.info("ready: %s (webhooks at %s/webhooks/stripe, Ctrl-C stops)", self.url, self.url)
 
 
 def build_children(host: str, port: int, workers: int) -> list[Child]:
@@ -188,9 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         applied = asyncio.run(migrate(settings))
     except MigrationError as exc:
-        print(f"ledgerhook run: migration failed: {exc}", file=sys.stderr)
+        log.error("migration failed: %s", exc)
         return 1
-    _say(f"database migrated ({len(applied)} migration(s) applied)")
+    log.info("database migrated (%s migration(s) applied)", len(applied))
     env = dict(os.environ)
     own_dir = None
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -1,14 +1,17 @@
 """Run the demo story against a running instance and report what Ledgerhook made of it.
 
 Sending is plain HTTP to the instance's webhook endpoints, signed with the secrets the instance
-is configured with (the demo reads the same ``LEDGERHOOK_*`` environment). Reading back uses the
-instance's API with an admin token the demo creates (alerts, reconcile, chain verification) and
-the database for what the API does not list (processing outcomes, billing state).
+is configured with (the demo reads the same settings). Reading back uses the instance's API with
+an admin token the demo creates and revokes at the end (alerts, reconcile, processing outcomes,
+chain verification), and the database for what the API does not list (billing state summaries).
+The counts it prints are those of every delivery the story made, the backfilled one included:
+what the API shows for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -18,13 +21,15 @@ from typing import Any
 import asyncpg
 import httpx
 
-from audit.tokens import create_token
+from audit.tokens import create_token, revoke_token
 from ledgerhook.db import connect
 from ledgerhook.demo.standin import EventsApi
 from ledgerhook.demo.story import Story, basic_auth, build_story, stripe_signature
 from ledgerhook.settings import Settings
 
 __all__ = ["DemoError", "DemoReport", "run_demo"]
+
+log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
 
@@ -121,6 +126,20 @@ async def _wait_processed(
         await asyncio.sleep(0.25)
 
 
+async def _outcomes(
+    client: httpx.AsyncClient, auth: dict[str, str], delivery_ids: list[int]
+) -> dict[str, int]:
+    """Processing outcomes of the deliveries, counted from ``GET /audit/deliveries/{id}``."""
+    counts: dict[str, int] = {}
+    for delivery_id in sorted(set(delivery_ids)):
+        resp = await client.get(f"/audit/deliveries/{delivery_id}", headers=auth)
+        resp.raise_for_status()
+        processing = resp.json().get("processing") or {}
+        outcome = processing.get("outcome") or "unprocessed"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
 async def run_demo(
     settings: Settings, url: str, *, standin_port: int, say: Say, wait_seconds: float = 60.0
 ) -> DemoReport:
@@ -134,8 +153,9 @@ async def run_demo(
         f"http://localhost:{standin_port}",
     }
     conn = await connect(settings.database_url)
+    token_name = f"demo-{tag}"
     try:
-        token = await create_token(conn, name=f"demo-{tag}", role="admin")
+        token = await create_token(conn, name=token_name, role="admin")
         auth = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=30) as client:
             try:
@@ -164,7 +184,8 @@ async def run_demo(
             say(
                 f"  (not sent: {story.withheld.event_type} {story.withheld.event_id} — {story.withheld.note})"
             )
-            report.processed = await _wait_processed(conn, ids, wait_seconds)
+            await _wait_processed(conn, ids, wait_seconds)
+            backfilled: list[int] = []
 
             if reconcile:
                 with EventsApi(
@@ -188,10 +209,9 @@ async def run_demo(
                     f"  listed {summary['listed']} events, {summary['missing']} missing, "
                     f"backfilled {report.backfilled}"
                 )
-                if summary.get("backfilled"):
-                    await _wait_processed(
-                        conn, [int(i) for i in summary["backfilled"]], wait_seconds
-                    )
+                backfilled = [int(i) for i in summary.get("backfilled", [])]
+                if backfilled:
+                    await _wait_processed(conn, backfilled, wait_seconds)
             else:
                 say(
                     "Reconciliation skipped: run the instance with LEDGERHOOK_STRIPE_API_KEY=sk_test_demo "
@@ -218,6 +238,9 @@ async def run_demo(
                 if any(m in (a["subject"] + a["summary"] + str(a["evidence"])) for m in mine)
                 or set(a["delivery_ids"]) & set(ids)
             ]
+            # Outcomes of every delivery of the story, the backfilled one included, as the API
+            # shows them (counting only the webhooks sent printed one "applied" fewer).
+            report.processed = await _outcomes(client, auth, [*ids, *backfilled])
             verify = await client.get("/audit/verify", headers=auth)
             verify.raise_for_status()
             chain = verify.json()
@@ -236,6 +259,11 @@ async def run_demo(
             story.customer_id,
         )
     finally:
+        try:
+            # An admin token must not outlive the demo that needed it.
+            await revoke_token(conn, token_name)
+        except Exception:  # never created (the database refused): nothing to revoke
+            log.debug("demo token %s was not revoked", token_name, exc_info=True)
         await conn.close()
 
     say("")

@@ -59,6 +59,7 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
         env.update(
             {
+                "LEDGERHOOK_ENV_FILE": "",  # never a developer's .env
                 "LEDGERHOOK_DATABASE_URL": self.database_url,
                 "LEDGERHOOK_REDIS_URL": self.redis.url,
                 "LEDGERHOOK_CHECKPOINT_KEY": CHECKPOINT_KEY,

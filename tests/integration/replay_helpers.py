@@ -35,6 +35,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``ledgerhook`` against the settings' database, as an operator would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
     env.update(
+        LEDGERHOOK_ENV_FILE="",  # never a developer's .env
         LEDGERHOOK_DATABASE_URL=settings.database_url.reveal(),
         LEDGERHOOK_REDIS_URL=REDIS_URL,
         LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,

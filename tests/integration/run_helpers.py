@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -41,6 +42,10 @@ class Running:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def messages(self) -> list[tuple[str, str]]:
+        """(logger, message) of every log line (JSON, as the helper configures)."""
+        return [(e["logger"], e["msg"]) for e in map(json.loads, self.output().splitlines())]
 
     def child_pids(self) -> list[int]:
         return [int(p) for p in re.findall(r"started \w+ \(pid (\d+)\)", self.output())]
@@ -82,6 +87,7 @@ def demo_env(name: str, *, standin_port: int) -> dict[str, str]:
     dbname = f"lht_{RUN_ID}_{name}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGERHOOK_", "PROMETHEUS_"))}
     env.update(
+        LEDGERHOOK_ENV_FILE="",  # never a developer's .env
         LEDGERHOOK_DATABASE_URL=f"{PG_BASE}/{dbname}",
         LEDGERHOOK_REDIS_URL=REDIS_URL,
         LEDGERHOOK_PROCESSORS__QUEUE_NAME=f"lh-test-{RUN_ID}-{name}",
@@ -100,9 +106,12 @@ def demo_env(name: str, *, standin_port: int) -> dict[str, str]:
 
 
 @contextmanager
-def ledgerhook_run(name: str, *, standin_port: int = 0) -> Iterator[Running]:
-    """``ledgerhook run`` until the block ends (then SIGKILLed if still alive), database dropped."""
+def ledgerhook_run(name: str, *, standin_port: int = 0, **extra: str) -> Iterator[Running]:
+    """``ledgerhook run`` until the block ends (then SIGKILLed if still alive), database dropped.
+
+    ``extra`` adds or overrides environment variables."""
     env = demo_env(name, standin_port=standin_port or free_port())
+    env.update(extra)
     port = free_port()
     fd, log_name = tempfile.mkstemp(prefix=f"lh-run-{name}-", suffix=".log")
     log = Path(log_name)

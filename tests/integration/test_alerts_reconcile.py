@@ -396,4 +396,5 @@ async def test_reconcile_without_credentials_and_the_admin_route(fresh_settings:
             await client.post("/reconcile", json={**body, "since_seconds": 0}, headers=h)
         ).status_code == 400
         r = await client.post("/reconcile", json=body, headers=h)
-        assert r.status_code == 400 and "LEDGERHOOK_STRIPE_API_KEY" in r.json()["error"]
+        assert r.status_code == 400 and "LEDGERHOOK_STRIPE_API_KEY" in r.json()["detail"]
+        assert r.json()["error"] == "not_configured"

@@ -455,7 +455,12 @@ async def test_health_and_metrics(client: Client) -> None:
     assert ready.json() == {"status": "ready", "postgres": "ok", "redis": "ok"}
     body = stripe_event()
     await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
-    text = (await client.get("/metrics")).text
+    metrics = await client.get("/metrics")
+    text = metrics.text
+    # Prometheus' own content type, with its charset once (it was sent twice).
+    content_type = metrics.headers["content-type"]
+    assert content_type.startswith("text/plain; version=")
+    assert content_type.count("charset") == 1 and content_type.endswith("charset=utf-8")
     assert (
         'ledgerhook_deliveries_received_total{endpoint="default",outcome="stored",provider="stripe"}'
         in text

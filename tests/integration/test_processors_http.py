@@ -185,7 +185,7 @@ async def test_same_id_in_two_accounts_needs_account(
     async with AsyncTestClient(create_app(settings)) as client:
         r = await client.get(f"/state/customers/stripe/{cus}", headers=auth)
         assert r.status_code == 400
-        assert "account" in r.json()["error"]
+        assert "account" in r.json()["detail"] and r.json()["error"] == "invalid_parameter"
         r = await client.get(f"/state/customers/stripe/{cus}", params={"account": a2}, headers=auth)
         assert r.status_code == 200
         assert r.json()["object"]["account"] == a2

@@ -125,6 +125,7 @@ async def test_sweeper_processes_everything_when_nothing_was_enqueued(
 def _worker_env(settings: Settings, **processors: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERHOOK_")}
     env.update(
+        LEDGERHOOK_ENV_FILE="",  # never a developer's .env
         LEDGERHOOK_DATABASE_URL=settings.database_url.reveal(),
         LEDGERHOOK_REDIS_URL=REDIS_URL,
         LEDGERHOOK_CHECKPOINT_KEY=CHECKPOINT_KEY,

@@ -51,7 +51,7 @@ def test_run_serves_processes_and_stops_on_ctrl_c() -> None:
         assert lh.proc.wait(timeout=15) == 0, lh.output()
         assert time.monotonic() - started < 10
         assert all(_gone(p) for p in pids)
-        assert "ledgerhook run: stopped" in lh.output()
+        assert ("ledgerhook.run", "stopped") in lh.messages()
 
 
 def test_run_exits_non_zero_when_a_child_dies() -> None:

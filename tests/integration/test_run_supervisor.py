@@ -26,7 +26,8 @@ CRASHES = "import time,sys; time.sleep(0.5); sys.exit(3)"
 def _supervise(*programs: str, grace: float = 5.0) -> subprocess.Popen[str]:
     script = textwrap.dedent(
         f"""
-        import sys
+        import logging, sys
+        logging.basicConfig(level=logging.INFO)  # the supervisor logs; `run` configures this
         from ledgerhook.cli.run import Child, Supervisor
         programs = {list(programs)!r}
         children = [Child(f"c{{i}}", [sys.executable, "-c", p]) for i, p in enumerate(programs)]

@@ -120,6 +120,20 @@ def test_duration_refuses(text: str) -> None:
         duration(text)
 
 
+def test_reconcile_interval_zero_means_on_demand_only() -> None:
+    """The development .env reconciles against the demo's stand-in, which only runs during the
+    demo: periodic runs there would fail every 15 minutes for nothing."""
+    from alerts.sweep import cron_jobs
+    from ledgerhook.settings import ReconcileSettings, Secret, Settings
+
+    settings = Settings(
+        database_url=Secret("postgresql://x@127.0.0.1/y"),
+        stripe_api_key=Secret("sk_test_x"),
+        reconcile=ReconcileSettings(interval_seconds=0),
+    )
+    assert "alerts_reconcile" not in [j.name for j in cron_jobs(settings)]
+
+
 def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     from alerts.sweep import cron_jobs
     from ledgerhook.settings import Secret, Settings
@@ -139,3 +153,20 @@ def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     assert sweep_job.minute == {0, *range(1, 60)} and sweep_job.second == {0}  # every 60 s
     names = [j.name.split(":", 1)[1] for j in worker_settings(with_keys)["cron_jobs"]]
     assert {"alerts_sweep", "alerts_integrity", "alerts_reconcile"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.stripe.com/v1/events", "https://api.stripe.com/v1/events"),
+        ("http://127.0.0.1:12111/v1/events?limit=100", "http://127.0.0.1:12111/v1/events"),
+        (
+            "https://key:secret@acme.chargebee.com/api/v2/events",
+            "https://acme.chargebee.com/api/v2/events",
+        ),
+    ],
+)
+def test_provider_urls_in_messages_carry_no_credentials_or_query(url: str, shown: str) -> None:
+    from alerts.reconcile.base import public_url
+
+    assert public_url(url) == shown

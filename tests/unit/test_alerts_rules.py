@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerts.model import RULES as MODEL_RULES
+from alerts.model import RULES as RULE_NAMES
 from alerts.model import (
     Anomaly,
     DeadLetters,
@@ -15,11 +15,12 @@ from alerts.model import (
     FetchBackMismatch,
     IntegrationBacklog,
     MissingEvent,
+    ReconcileFailure,
     RejectionCount,
     Unprocessed,
     VerificationStatus,
 )
-from alerts.rules import RULES, evaluate
+from alerts.rules import RULES, evaluate, reconciliation_failing
 from ledgerhook.settings import AlertSettings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -274,6 +275,22 @@ CASES: list[tuple[str, Facts, list[tuple[str, str, str, int]]]] = [
         ),
         [("fetch_back_mismatch", "critical", "chargebee:default:ev_1", 1)],
     ),
+    (
+        "a failing reconciliation, per provider endpoint",
+        Facts(
+            config=CFG,
+            reconcile_failures=(
+                ReconcileFailure(
+                    provider="stripe",
+                    endpoint="default",
+                    account="acct",
+                    api_url="https://api.stripe.com/v1/events",
+                    error="stripe events API at https://api.stripe.com/v1/events: no connection",
+                ),
+            ),
+        ),
+        [("reconciliation_failing", "warning", "stripe/default", 1)],
+    ),
 ]
 
 
@@ -298,8 +315,22 @@ def test_state_rules_replace_rather_than_accumulate() -> None:
 
 def test_every_rule_is_registered_once() -> None:
     names = [n for n, _ in RULES]
-    assert len(names) == len(set(names))
-    assert set(names) == set(MODEL_RULES)  # every rule name the alerts table accepts has a rule
+    assert len(names) == len(set(names)) == len(RULE_NAMES)
+    assert set(names) == set(RULE_NAMES)
+
+
+def test_reconciliation_failing_names_endpoint_and_url_and_counts_up() -> None:
+    failure = ReconcileFailure(
+        provider="chargebee",
+        endpoint="eu",
+        account="acme",
+        api_url="https://acme.chargebee.com/api/v2/events",
+        error="chargebee API at https://acme.chargebee.com/api/v2/events answered HTTP 401",
+    )
+    (f,) = reconciliation_failing(Facts(config=CFG, reconcile_failures=(failure,)), NOW)
+    assert "endpoint eu" in f.summary and failure.api_url in f.summary
+    assert f.evidence["api_url"] == failure.api_url and f.evidence["endpoint"] == "eu"
+    assert f.accumulate  # each failed run counts
 
 
 def test_only_restricts_the_rules_run() -> None:

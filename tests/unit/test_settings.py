@@ -136,3 +136,67 @@ def test_bad_endpoint_in_file_is_named(tmp_path: Path) -> None:
     cfg.write_text('database_url = "postgresql://h/x"\n[[endpoints]]\nprovider = "paypal"\n')
     with pytest.raises(SettingsError, match=r"\[\[endpoints\]\] provider"):
         load_settings({"LEDGERHOOK_CONFIG": str(cfg)})
+
+
+def test_env_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# development settings\n"
+        "\n"
+        f"LEDGERHOOK_DATABASE_URL={DB}\n"
+        "export LEDGERHOOK_STRIPE_WEBHOOK_SECRETS='whsec_a,whsec_b'\n"
+        'LEDGERHOOK_INGEST__MAX_BATCH = "64"\n'
+        "LEDGERHOOK_LOG_FORMAT=text\n"
+        "COMPOSE_PROJECT_NAME=other-tools-may-share-the-file\n"
+    )
+    s = load_settings({}, cwd=tmp_path)
+    assert s.database_url.reveal() == DB
+    assert [x.reveal() for x in s.stripe_webhook_secrets] == ["whsec_a", "whsec_b"]
+    assert s.ingest.max_batch == 64
+    assert s.log_format == "text"
+
+
+def test_the_environment_wins_over_the_env_file_which_wins_over_the_toml(tmp_path: Path) -> None:
+    (tmp_path / "lh.toml").write_text(
+        'database_url = "postgresql://h/fromtoml"\nlog_level = "ERROR"\n[ingest]\nmax_batch = 8\n'
+    )
+    (tmp_path / ".env").write_text(
+        "LEDGERHOOK_CONFIG=lh.toml\n"  # relative to the working directory
+        "LEDGERHOOK_DATABASE_URL=postgresql://h/fromenvfile\n"
+        "LEDGERHOOK_INGEST__MAX_BATCH=16\n"
+    )
+    s = load_settings({"LEDGERHOOK_INGEST__MAX_BATCH": "32"}, cwd=tmp_path)
+    assert s.ingest.max_batch == 32
+    assert s.database_url.reveal().endswith("/fromenvfile")
+    assert s.log_level == "ERROR"
+
+
+def test_env_file_can_be_named_or_turned_off(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LEDGERHOOK_DATABASE_URL=postgresql://h/default\n")
+    other = tmp_path / "other.env"
+    other.write_text("LEDGERHOOK_DATABASE_URL=postgresql://h/named\n")
+    named = load_settings({"LEDGERHOOK_ENV_FILE": str(other)}, cwd=tmp_path)
+    assert named.database_url.reveal().endswith("/named")
+    with pytest.raises(SettingsError, match="LEDGERHOOK_DATABASE_URL is required"):
+        load_settings({"LEDGERHOOK_ENV_FILE": ""}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match="LEDGERHOOK_ENV_FILE"):
+        load_settings({"LEDGERHOOK_ENV_FILE": str(tmp_path / "missing.env")}, cwd=tmp_path)
+
+
+def test_an_explicit_environment_reads_no_env_file_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("LEDGERHOOK_DATABASE_URL=postgresql://h/fromfile\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError):
+        load_settings({})
+    monkeypatch.delenv("LEDGERHOOK_ENV_FILE", raising=False)
+    monkeypatch.delenv("LEDGERHOOK_DATABASE_URL", raising=False)
+    assert load_settings().database_url.reveal().endswith("/fromfile")  # the process: cwd's .env
+
+
+def test_a_bad_env_file_line_is_named_without_its_content(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"LEDGERHOOK_DATABASE_URL={DB}\nwhsec_leaked_secret\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings({}, cwd=tmp_path)
+    assert ".env:2" in str(info.value)
+    assert "whsec_leaked_secret" not in str(info.value)
