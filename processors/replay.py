@@ -26,7 +26,7 @@ from audit.dbtypes import Conn
 from processors import repository as repo
 from processors.errors import NormalisationError
 from processors.model import ObjectType, StoredObject
-from processors.normalize import normalize
+from processors.normalize import normalize_delivery
 from processors.transitions import apply
 
 __all__ = ["Difference", "RebuildStats", "compare", "rebuild", "rebuild_state"]
@@ -75,7 +75,8 @@ async def rebuild_state(
         while True:
             rows = await conn.fetch(
                 """
-                SELECT id, provider, account, event_id, body FROM audit.deliveries
+                SELECT id, provider, account, event_id, event_type, event_created, origin, body
+                FROM audit.deliveries
                 WHERE id > $1 ORDER BY id LIMIT $2
                 """,
                 last,
@@ -93,7 +94,15 @@ async def rebuild_state(
                     duplicates += 1
                     continue
                 try:
-                    event = normalize(r["provider"], bytes(r["body"]), account=r["account"])
+                    event = normalize_delivery(
+                        r["provider"],
+                        bytes(r["body"]),
+                        account=r["account"],
+                        origin=r["origin"],
+                        event_id=r["event_id"],
+                        event_type=r["event_type"],
+                        event_created=r["event_created"],
+                    )
                 except NormalisationError:
                     failed += 1
                     continue
