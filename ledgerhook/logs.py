@@ -81,6 +81,9 @@ def configure_logging(settings: Settings) -> None:
     # Access logs would print every webhook URL; our own request log says what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The stripe library logs two INFO lines per API request (a sync makes thousands); our
+    # own lines say what failed.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     arq_worker = logging.getLogger("arq.worker")
     if not any(isinstance(f, DrainedJobsExpire) for f in arq_worker.filters):
         arq_worker.addFilter(DrainedJobsExpire())

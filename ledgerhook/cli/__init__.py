@@ -23,6 +23,7 @@ COMMANDS = (
     "ledgerhook.cli.run",
     "ledgerhook.cli.worker",
     "ledgerhook.cli.reconcile",
+    "ledgerhook.cli.sync",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
 )
