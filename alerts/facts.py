@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from alerts.model import (
     Anomaly,
+    ApiFailure,
     DeadLetters,
     EndpointActivity,
     Facts,
@@ -23,7 +24,7 @@ from alerts.model import (
 from audit.dbtypes import Conn
 from ledgerhook.settings import Settings
 
-__all__ = ["gather", "mark_anomalies_seen"]
+__all__ = ["api_failures", "gather", "mark_anomalies_seen"]
 
 _ANOMALY_BATCH = 5000
 _LOW_WATER = "processed_low_water"
@@ -192,6 +193,32 @@ async def oldest_unprocessed(conn: Conn, now: datetime) -> Unprocessed | None:
     )
 
 
+async def api_failures(conn: Conn) -> tuple[ApiFailure, ...]:
+    """Sync lists and drift sweeps whose last runs failed on the provider's API."""
+    rows = await conn.fetch(
+        """
+        SELECT provider, endpoint || '/' || object_type AS where_, 'sync' AS operation,
+               consecutive_failures, last_error, updated_at
+        FROM processors.sync_cursors WHERE consecutive_failures > 0
+        UNION ALL
+        SELECT provider, account, 'drift', consecutive_failures, last_error, updated_at
+        FROM alerts.drift_positions WHERE consecutive_failures > 0
+        ORDER BY 1, 3, 2
+        """
+    )
+    return tuple(
+        ApiFailure(
+            provider=r["provider"],
+            where=r["where_"],
+            operation=r["operation"],
+            consecutive=r["consecutive_failures"],
+            last_error=r["last_error"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    )
+
+
 async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
     """Everything the sweep's rules read, as of ``now``."""
     cfg = settings.alerts
@@ -204,4 +231,5 @@ async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
         ),
         dead_letters=await dead_letters(conn),
         oldest_unprocessed=await oldest_unprocessed(conn, now),
+        api_failures=await api_failures(conn),
     )

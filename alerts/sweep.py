@@ -9,6 +9,8 @@
   the critical ``integrity`` alert. Sets the ``ledgerhook_chain_verification_*`` gauges.
 - :func:`periodic_reconcile` (every ``reconcile.interval_seconds`` over the last
   ``reconcile.window_seconds``), only for providers with API credentials.
+- the drift sweep (:mod:`alerts.drift`, every ``drift.interval_seconds``; 0 turns it off), only
+  for providers with API credentials.
 
 ``ctx`` holds ``settings`` and ``pool`` (put there by the worker's ``on_startup``).
 """
@@ -27,6 +29,7 @@ from arq.cron import CronJob, cron
 
 from alerts import facts as facts_mod
 from alerts import lifecycle, notify
+from alerts.drift.jobs import drift_cron
 from alerts.fetchback import run_fetch_back
 from alerts.model import ChainStatus, Facts
 from alerts.reconcile import ReconcileSummary, configured_providers, reconcile
@@ -49,7 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SWEEP_RULES = frozenset(
-    {"out_of_order", "missing_predecessor", "silence", "rejections", "processing"}
+    {"out_of_order", "missing_predecessor", "silence", "rejections", "processing", "provider_api"}
 )
 # Rules fired by other jobs (reconciliation, fetch-back) also go quiet and resolve here.
 AUTO_RESOLVE_RULES = SWEEP_RULES | {"missing_event", "fetch_back_mismatch"}
@@ -227,4 +230,15 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
                 **_every(settings.reconcile.interval_seconds),
             )
         )
+        if settings.drift.interval_seconds > 0:
+            jobs.append(
+                cron(
+                    drift_cron,
+                    name="alerts_drift",
+                    unique=True,
+                    # A run paces its calls over 0.9 of the interval, plus the provider's retries.
+                    timeout=settings.drift.interval_seconds + 600,
+                    **_every(settings.drift.interval_seconds),
+                )
+            )
     return jobs

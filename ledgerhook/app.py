@@ -54,7 +54,17 @@ from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
-from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
+from processors.errors import (
+    DeliveryNotFound,
+    InvalidStateQuery,
+    InvalidSyncRequest,
+    JobQueueUnavailable,
+    ProcessorError,
+    ProviderError,
+    StateNotFound,
+    SyncBusy,
+    SyncNotConfigured,
+)
 
 __all__ = ["create_app"]
 
@@ -138,8 +148,14 @@ def _processor_error(
 ) -> Response[dict[str, Any]]:
     if isinstance(exc, StateNotFound | DeliveryNotFound):
         return _error(404, str(exc) or "not found")
-    if isinstance(exc, InvalidStateQuery):
+    if isinstance(exc, InvalidStateQuery | InvalidSyncRequest | SyncNotConfigured):
         return _error(400, str(exc))
+    if isinstance(exc, SyncBusy):
+        return _error(409, str(exc))
+    if isinstance(exc, JobQueueUnavailable):
+        return _error(503, "unavailable", str(exc), {"Retry-After": "5"})
+    if isinstance(exc, ProviderError):
+        return _error(502, str(exc))
     return _error(500, "processors error")
 
 
@@ -163,8 +179,9 @@ def route_handlers() -> list[Any]:
     from audit.routes import routes as audit_routes
     from ingest.routes import routes as ingest_routes
     from processors.routes import routes as state_routes
+    from processors.sync.routes import routes as sync_routes
 
-    return [*ingest_routes, *audit_routes, *state_routes, *alert_routes]
+    return [*ingest_routes, *audit_routes, *state_routes, *sync_routes, *alert_routes]
 
 
 async def _open_pool(settings: Settings) -> asyncpg.Pool:

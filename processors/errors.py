@@ -10,6 +10,7 @@
         ├── SyncNotConfigured    no API key for the provider, an unknown endpoint (HTTP 400)
         ├── InvalidSyncRequest   an unknown object type, a bad --since (HTTP 400)
         ├── SyncBusy             a sync of the same endpoint is already running (HTTP 409)
+        ├── JobQueueUnavailable  a run started by API could not be queued: Redis is down (503)
         └── ProviderError        the provider's API failed or answered nonsense, after every
             │                    retry; ``kind`` says how (rate_limited, server_error, timeout,
             │                    connection, malformed, not_found, auth, client_error) (HTTP 502)
@@ -25,6 +26,7 @@ __all__ = [
     "DeliveryNotFound",
     "InvalidStateQuery",
     "InvalidSyncRequest",
+    "JobQueueUnavailable",
     "NormalisationError",
     "ObjectGone",
     "ProcessorError",
@@ -69,6 +71,10 @@ class InvalidSyncRequest(SyncError):
 
 
 class SyncBusy(SyncError):
+    pass
+
+
+class JobQueueUnavailable(SyncError):
     pass
 
 

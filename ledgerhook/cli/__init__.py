@@ -24,6 +24,7 @@ COMMANDS = (
     "ledgerhook.cli.worker",
     "ledgerhook.cli.reconcile",
     "ledgerhook.cli.sync",
+    "ledgerhook.cli.drift",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
 )

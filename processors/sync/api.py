@@ -15,7 +15,7 @@ import msgspec
 from ledgerhook.settings import Settings
 from processors.errors import SyncNotConfigured
 
-__all__ = ["Fetched", "Page", "ProviderApi", "make_api", "response_headers"]
+__all__ = ["Fetched", "Page", "ProviderApi", "check_configured", "make_api", "response_headers"]
 
 # Response headers kept with each synced delivery (provenance; none carries a credential).
 _KEPT_HEADERS = ("date", "request-id", "stripe-version", "x-request-id", "content-type")
@@ -77,6 +77,21 @@ def response_headers(items: object) -> str:
         if isinstance(value, str):
             kept.append([name, value])
     return _headers_json.encode(kept).decode()
+
+
+def check_configured(settings: Settings, provider: str) -> None:
+    """Raise SyncNotConfigured unless the provider's API can be called (no I/O)."""
+    if provider == "stripe":
+        if not settings.stripe_api_key:
+            raise SyncNotConfigured("LEDGERHOOK_STRIPE_API_KEY is not set")
+    elif provider == "chargebee":
+        from processors.sync.chargebee_api import sdk_location
+
+        if not settings.chargebee_api_key:
+            raise SyncNotConfigured("LEDGERHOOK_CHARGEBEE_API_KEY is not set")
+        sdk_location(settings.chargebee_api_base, settings.chargebee_site)
+    else:
+        raise SyncNotConfigured("provider must be stripe or chargebee")
 
 
 def make_api(settings: Settings, provider: str, *, operation: str = "sync") -> ProviderApi:
