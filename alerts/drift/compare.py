@@ -41,7 +41,7 @@ def held_fields(body: object, deleted: bool) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.to_builtins(body)
     out.pop("type", None)
     items = out.get("items")
-    if isinstance(items, list):
+    if isinstance(items, list | tuple):
         out["items"] = sorted(items, key=lambda i: (str(i.get("price_id")), str(i)))
     out["deleted"] = deleted
     return out

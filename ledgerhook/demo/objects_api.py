@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.resources
+import json
 import threading
 import time
 import urllib.parse
@@ -71,8 +72,10 @@ def _fixture(provider: str, name: str) -> dict[str, Any]:
 class Catalog:
     """The objects served (pure): ``count`` per list, generated on demand from fixtures."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, *, pretty: bool = False) -> None:
         self.count = count
+        # Indented JSON, as an API may send it: what is stored must be these bytes, not a copy.
+        self.pretty = pretty
         self.deleted: set[tuple[str, str, str]] = set()  # (provider, list, id)
         self.changes: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._stripe = {
@@ -83,6 +86,9 @@ class Catalog:
             name: _fixture("chargebee", f)["content"][kind]
             for name, (kind, _, f) in _LISTS_CHARGEBEE.items()
         }
+
+    def _encode(self, obj: dict[str, Any]) -> bytes:
+        return json.dumps(obj, indent=2).encode() if self.pretty else _json.encode(obj)
 
     @staticmethod
     def index(object_id: str) -> int | None:
@@ -127,6 +133,39 @@ class Catalog:
             entry["customer"] = self.chargebee_object("customers", i)
         return entry
 
+    def answer(self, path: str, authorization: str) -> tuple[int, bytes]:
+        """The (status, body) either API gives for a GET of ``path`` (with its query)."""
+        url = urllib.parse.urlsplit(path)
+        query = urllib.parse.parse_qs(url.query)
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
+        if parts[:1] == ["v1"] and len(parts) in (2, 3) and parts[1] in _LISTS_STRIPE:
+            if not authorization.startswith("Bearer sk_"):
+                return 401, b'{"error":{"type":"invalid_request_error"}}'
+            if len(parts) == 2:
+                return self.stripe_list(parts[1], query)
+            return self.stripe_retrieve(parts[1], parts[2])
+        if parts[:2] == ["api", "v2"] and len(parts) in (3, 4) and parts[2] in _LISTS_CHARGEBEE:
+            if not authorization.startswith("Basic "):
+                return 401, _cb_error(401, "api_authentication_failed")
+            if len(parts) == 3:
+                return self.chargebee_list(parts[2], query)
+            i = self.index(parts[3])
+            if i is None or i >= self.count:
+                return 404, _cb_error(404, "resource_not_found")
+            return 200, self._encode(self.chargebee_entry(parts[2], i))
+        return 404, b'{"error":{"type":"invalid_request_error"}}'
+
+    def stripe_retrieve(self, list_name: str, object_id: str) -> tuple[int, bytes]:
+        i = self.index(object_id)
+        missing = b'{"error":{"type":"invalid_request_error","code":"resource_missing"}}'
+        if i is None or i >= self.count:
+            return 404, missing
+        if ("stripe", list_name, object_id) in self.deleted:
+            if _LISTS_STRIPE[list_name][0] != "customer":
+                return 404, missing
+            return 200, self._encode({"id": object_id, "object": "customer", "deleted": True})
+        return 200, self._encode(self.stripe_object(list_name, i))
+
     def stripe_list(self, list_name: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
         def one(name: str) -> str | None:
             values = query.get(name)
@@ -159,7 +198,7 @@ class Catalog:
         while i < end and len(objects) < limit:
             oid = f"{_LISTS_STRIPE[list_name][1]}{i:08d}"
             if ("stripe", list_name, oid) not in self.deleted:
-                objects.append(_json.encode(self.stripe_object(list_name, i)))
+                objects.append(self._encode(self.stripe_object(list_name, i)))
             i += 1
         more = i < end
         total = b""
@@ -180,7 +219,7 @@ class Catalog:
         limit = max(1, min(int(query.get("limit", ["10"])[-1]), 100))
         start = int(query.get("offset", ["0"])[-1] or 0)
         end = min(start + limit, self.count)
-        entries = [_json.encode(self.chargebee_entry(list_name, i)) for i in range(start, end)]
+        entries = [self._encode(self.chargebee_entry(list_name, i)) for i in range(start, end)]
         nxt = b',"next_offset":"' + str(end).encode() + b'"' if end < self.count else b""
         return 200, b'{"list":[' + b",".join(entries) + b"]" + nxt + b"}"
 
@@ -210,55 +249,10 @@ class ObjectsApi:
                 if fault is not None:
                     self._send(*fault)
                     return
-                url = urllib.parse.urlsplit(self.path)
-                query = urllib.parse.parse_qs(url.query)
-                parts = [p for p in url.path.split("/") if p]
-                auth = self.headers.get("Authorization", "")
-                if parts[:1] == ["v1"] and len(parts) in (2, 3) and parts[1] in _LISTS_STRIPE:
-                    if not auth.startswith("Bearer sk_"):
-                        self._send(401, b'{"error":{"type":"invalid_request_error"}}')
-                        return
-                    self._stripe(parts[1], parts[2] if len(parts) == 3 else None, query)
-                elif parts[:2] == ["api", "v2"] and len(parts) in (3, 4):
-                    if not auth.startswith("Basic ") or parts[2] not in _LISTS_CHARGEBEE:
-                        self._send(401, _cb_error(401, "api_authentication_failed"))
-                        return
-                    self._chargebee(parts[2], parts[3] if len(parts) == 4 else None, query)
-                else:
-                    self._send(404, b'{"error":{"type":"invalid_request_error"}}')
-
-            def _stripe(
-                self, list_name: str, object_id: str | None, query: dict[str, list[str]]
-            ) -> None:
-                cat = stand_in.catalog
-                if object_id is None:
-                    self._send(*cat.stripe_list(list_name, query))
-                    return
-                i = cat.index(object_id)
-                kind = _LISTS_STRIPE[list_name][0]
-                if i is None or i >= cat.count:
-                    self._send(404, b'{"error":{"code":"resource_missing"}}')
-                elif ("stripe", list_name, object_id) in cat.deleted:
-                    if kind == "customer":
-                        stub = {"id": object_id, "object": "customer", "deleted": True}
-                        self._send(200, _json.encode(stub))
-                    else:
-                        self._send(404, b'{"error":{"code":"resource_missing"}}')
-                else:
-                    self._send(200, _json.encode(cat.stripe_object(list_name, i)))
-
-            def _chargebee(
-                self, list_name: str, object_id: str | None, query: dict[str, list[str]]
-            ) -> None:
-                cat = stand_in.catalog
-                if object_id is None:
-                    self._send(*cat.chargebee_list(list_name, query))
-                    return
-                i = cat.index(object_id)
-                if i is None or i >= cat.count:
-                    self._send(404, _cb_error(404, "resource_not_found"))
-                else:
-                    self._send(200, _json.encode(cat.chargebee_entry(list_name, i)))
+                status, body = stand_in.catalog.answer(
+                    self.path, self.headers.get("Authorization", "")
+                )
+                self._send(status, body)
 
             def _send(
                 self, status: int, body: bytes, headers: dict[str, str] | None = None

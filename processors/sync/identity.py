@@ -19,6 +19,7 @@ state change:
 from __future__ import annotations
 
 import hashlib
+import re
 from email.utils import parsedate_to_datetime
 
 import msgspec
@@ -37,6 +38,7 @@ __all__ = [
 
 STRIPE_PREFIX = "sync:"
 _DIGEST_HEX = 24
+_STRIPE_ID = re.compile(rf"sync:[0-9a-f]{{{_DIGEST_HEX}}}:(.*)", re.DOTALL)
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
@@ -58,9 +60,8 @@ def stripe_event_id(digest: str, basis: str | None) -> str:
 
 def basis_of(event_id: str, origin: str) -> str:
     """The basis a new snapshot inherits from the delivery that last changed the state."""
-    if origin == "sync" and event_id.startswith(STRIPE_PREFIX):
-        return event_id[len(STRIPE_PREFIX) + _DIGEST_HEX + 1 :] or "-"
-    return event_id
+    match = _STRIPE_ID.fullmatch(event_id) if origin == "sync" else None
+    return (match.group(1) or "-") if match else event_id
 
 
 def chargebee_event_id(kind: str, object_id: str, resource_version: int | None, body: bytes) -> str:
