@@ -27,6 +27,7 @@ import argparse
 import copy
 import importlib.resources
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -224,6 +225,13 @@ class Catalog:
         return 200, b'{"list":[' + b",".join(entries) + b"]" + nxt + b"}"
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that went away (a killed sync) is not the stand-in's error
+        super().handle_error(request, client_address)
+
+
 class ObjectsApi:
     """The HTTP server in a thread (``with ObjectsApi(count=...) as api``)."""
 
@@ -272,7 +280,7 @@ class ObjectsApi:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

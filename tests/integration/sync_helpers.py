@@ -17,7 +17,14 @@ import msgspec
 import respx
 
 from ledgerhook.demo.objects_api import Catalog
-from ledgerhook.settings import AlertSettings, EndpointSettings, Secret, Settings, SyncSettings
+from ledgerhook.settings import (
+    AlertSettings,
+    DriftSettings,
+    EndpointSettings,
+    Secret,
+    Settings,
+    SyncSettings,
+)
 from tests.conftest import CHARGEBEE_AUTH, STRIPE_SECRET, make_settings
 
 STRIPE_BASE = "https://stripe.test"
@@ -57,6 +64,8 @@ def sync_settings(fresh: Settings, *, alerts: AlertSettings | None = None, **syn
             ),
         ),
         sync=SyncSettings(**options),
+        # Drift checks paced for tests (the default is 30 calls a minute).
+        drift=DriftSettings(calls_per_minute=6000),
         alerts=alerts or AlertSettings(),
     )
 
