@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-sync bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,7 @@ INGEST_ARGS ?=
 E2E_ARGS    ?=
 APPLY_ARGS  ?=
 SOAK_ARGS   ?=
+SYNC_ARGS   ?=
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
@@ -95,6 +96,10 @@ bench-apply: install services
 
 bench-soak: install services bench-tools
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# ledgerhook sync against a local stand-in of the provider's API serving 100 000 objects.
+bench-sync: install services
+	$(BIN)/python -m bench.sync $(SYNC_ARGS)
 
 bench: bench-ingest bench-apply bench-e2e
 

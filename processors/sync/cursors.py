@@ -169,7 +169,7 @@ async def applied(conn: Conn, key: tuple[str, str, str], ids: list[int], now: da
 async def finish(conn: Conn, key: tuple[str, str, str], now: datetime) -> None:
     await conn.execute(
         "UPDATE processors.sync_cursors SET status = 'done', cursor = NULL, "
-        "cursor_created = NULL, finished_at = $4, updated_at = $4 "
+        "cursor_created = NULL, pending = '{}', finished_at = $4, updated_at = $4 "
         "WHERE provider = $1 AND endpoint = $2 AND object_type = $3",
         *key,
         now,

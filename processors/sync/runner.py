@@ -222,10 +222,10 @@ async def _sync_list(
             listed += len(page.objects)
             duplicates += dups
             stored += len(appended) - dups
+            # The next page's advance() replaces `pending`, and finish() clears it: one commit
+            # less per page. A run killed here re-applies this page first (a no-op if done).
             ok, bad = await _apply(pool, ids)
             applied, not_applied = applied + ok, not_applied + bad
-            async with pool.acquire() as conn:
-                await cursors.applied(conn, key, ids, datetime.now(UTC))
             metrics.sync_pages.labels(**labels).inc()
             metrics.sync_objects.labels(**labels, outcome="stored").inc(len(appended) - dups)
             metrics.sync_objects.labels(**labels, outcome="duplicate").inc(dups)
