@@ -613,3 +613,41 @@ def test_parse_since(text: str, since: int) -> None:
 def test_parse_since_refuses(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_since(text, NOW)
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_sync_and_drift_settings_come_from_their_sections() -> None:
+    from ledgerhook.settings import load_settings
+
+    s = load_settings(
+        {
+            "LEDGERHOOK_DATABASE_URL": "postgresql://x@127.0.0.1/y",
+            "LEDGERHOOK_SYNC__PAGE_SIZE": "50",
+            "LEDGERHOOK_SYNC__RETRIES": "7",
+            "LEDGERHOOK_SYNC__STRIPE_API_VERSION": "2020-03-02",
+            "LEDGERHOOK_DRIFT__CALLS_PER_MINUTE": "12",
+            "LEDGERHOOK_DRIFT__REPAIR": "true",
+            "LEDGERHOOK_ALERTS__PROVIDER_API_FAILURES_THRESHOLD": "5",
+        }
+    )
+    assert (s.sync.page_size, s.sync.retries, s.sync.stripe_api_version) == (50, 7, "2020-03-02")
+    assert (s.drift.calls_per_minute, s.drift.repair, s.drift.interval_seconds) == (12, True, 300)
+    assert s.alerts.provider_api_failures_threshold == 5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LEDGERHOOK_SYNC__PAGE_SIZE", "101"),
+        ("LEDGERHOOK_SYNC__PAGE_SIZE", "0"),
+        ("LEDGERHOOK_SYNC__RETRIES", "-1"),
+        ("LEDGERHOOK_DRIFT__CALLS_PER_MINUTE", "0"),
+    ],
+)
+def test_bad_sync_settings_stop_the_program_naming_them(name: str, value: str) -> None:
+    from ledgerhook.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match=name.rsplit("__", 1)[0]):
+        load_settings({"LEDGERHOOK_DATABASE_URL": "postgresql://x@127.0.0.1/y", name: value})
