@@ -34,6 +34,8 @@ run demo: export LEDGERHOOK_CHARGEBEE_SITE ?= acme-demo
 run demo: export LEDGERHOOK_STRIPE_API_KEY ?= sk_test_demo
 run demo: export LEDGERHOOK_STRIPE_API_BASE ?= http://127.0.0.1:12111
 run demo: export LEDGERHOOK_LOG_FORMAT ?= text
+# The demo's stand-in serves Stripe's Events API only, not its objects: no drift sweep against it.
+run demo: export LEDGERHOOK_DRIFT__INTERVAL_SECONDS ?= 0
 
 run: install services
 	$(BIN)/ledgerhook run --host $(HOST) --port $(PORT)

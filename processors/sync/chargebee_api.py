@@ -166,8 +166,8 @@ def classify(exc: BaseException, response: httpx.Response | None) -> retry.Failu
                 retry_after=_retry_after(exc.http_headers),
                 detail=detail,
             )
-        if status == 404 or code == "resource_not_found":
-            kind = "not_found"
+        if code == "resource_not_found":
+            kind = "not_found"  # the resource; another 404 is a wrong URL or site
         elif status in (401, 403):
             kind = "auth"
         elif isinstance(status, int) and status >= 500:

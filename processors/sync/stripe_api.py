@@ -97,8 +97,8 @@ def classify(exc: BaseException) -> retry.Failure | None:
         403,
     ):
         kind = "auth"
-    elif status == 404 or code == "resource_missing":
-        kind = "not_found"
+    elif code == "resource_missing":
+        kind = "not_found"  # the object; a 404 without it is a wrong URL (client_error)
     elif status is not None and status >= 500:
         kind = "server_error"
     elif isinstance(exc, stripe.APIError) and (status is None or 200 <= status < 300):

@@ -203,6 +203,13 @@ def _stripe_error(
             None,
             "limit",
         ),
+        # A 404 without resource_missing is a wrong URL, not a vanished object.
+        (
+            stripe.InvalidRequestError("Unrecognized request URL", None, http_status=404),
+            "client_error",
+            None,
+            None,
+        ),
     ],
 )
 def test_stripe_classify(
@@ -228,6 +235,7 @@ def _cb_error(status: int, code: str) -> chargebee.APIError:
         (_cb_error(500, "internal_error"), None, "server_error", None),
         (_cb_error(503, "site_not_ready"), None, "server_error", None),
         (_cb_error(404, "resource_not_found"), None, "not_found", None),
+        (_cb_error(404, "site_not_found"), None, "client_error", None),
         (_cb_error(401, "api_authentication_failed"), None, "auth", None),
         (_cb_error(400, "param_wrong_value"), None, "client_error", None),
         (httpx.ReadTimeout("slow"), None, "timeout", None),
