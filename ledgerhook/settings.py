@@ -202,6 +202,8 @@ class DriftSettings(msgspec.Struct, frozen=True, kw_only=True):
     calls_per_minute: int = 30
     # Append the provider's object through the pipeline when drift is found (like --repair).
     repair: bool = False
+    # The endpoint whose account the sweep checks: the account the API key belongs to.
+    endpoint: str = "default"
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):

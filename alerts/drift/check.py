@@ -48,6 +48,7 @@ __all__ = ["DriftReport", "drift_sweep", "find_object", "load_objects", "run_dri
 log = logging.getLogger(__name__)
 _body = msgspec.json.Decoder(Body)
 _BATCH = 100
+_RESOLVE_EVERY = 500
 
 
 class DriftReport(msgspec.Struct, kw_only=True):
@@ -241,6 +242,8 @@ class _Run:
             r.matched += 1
             self._count(obj, "match")
             self.clean.append(subject)
+            if len(self.clean) >= _RESOLVE_EVERY:
+                await self._resolve_clean(datetime.now(UTC))
             return
         repair_id, repaired = None, False
         if self.repair and copy is not None:
@@ -255,23 +258,29 @@ class _Run:
             self.fixed.append((subject, repair_id))
         r.drifts.append(_drift(obj, verdict, update, repair_id=repair_id, repaired=repaired))
 
+    async def _resolve_clean(self, now: datetime) -> None:
+        """Resolve the alerts of objects found matching (in batches: a sweep may check many)."""
+        subjects, self.clean = self.clean, []
+        async with self.pool.acquire() as conn:
+            self.report.resolved += await lifecycle.resolve_subjects(
+                conn,
+                rule="state_drift",
+                subjects=subjects,
+                now=now,
+                note="the object matches the provider again",
+                channels=notify.channels(self.settings),
+            )
+
     async def finish(self, now: datetime) -> DriftReport:
         r = self.report
         channels = notify.channels(self.settings)
         findings = rules.state_drift(
             Facts(config=self.settings.alerts, drifts=tuple(r.drifts)), now
         )
+        await self._resolve_clean(now)
         async with self.pool.acquire() as conn:
             fired = await lifecycle.apply_findings(conn, findings, now, channels)
             r.opened = [f.alert_id for f in fired if f.opened]
-            r.resolved = await lifecycle.resolve_subjects(
-                conn,
-                rule="state_drift",
-                subjects=self.clean,
-                now=now,
-                note="the object matches the provider again",
-                channels=channels,
-            )
             for subject, delivery_id in self.fixed:
                 r.resolved += await lifecycle.resolve_subjects(
                     conn,
@@ -391,8 +400,8 @@ async def _position(conn: Conn, provider: str, account: str, now: datetime) -> a
 async def _sweep_provider(
     pool: asyncpg.Pool, settings: Settings, provider: str, api: ProviderApi, now: datetime
 ) -> DriftReport:
-    where = target(settings, provider, None)
     d = settings.drift
+    where = target(settings, provider, None if d.endpoint == "default" else d.endpoint)
     budget = max(1, d.calls_per_minute * d.interval_seconds // 60)
     deadline = time.monotonic() + d.interval_seconds * 0.9
     async with pool.acquire() as conn:
