@@ -38,7 +38,7 @@ from ledgerhook import metrics
 from processors import repository as repo
 from processors.errors import DeliveryNotFound, NormalisationError
 from processors.model import NeutralEvent, StoredObject
-from processors.normalize import normalize_delivery
+from processors.normalize import SNAPSHOT_ORIGIN, normalize, normalize_delivery
 from processors.transitions import Transition, apply
 
 __all__ = ["LOCK_TIMEOUT", "process_batch", "process_delivery"]
@@ -50,6 +50,8 @@ LOCK_TIMEOUT = "10s"
 
 
 def _normalize(d: repo.Delivery) -> NeutralEvent | None:
+    if d.origin != SNAPSHOT_ORIGIN:
+        return normalize(d.provider, d.body, account=d.account)
     return normalize_delivery(
         d.provider,
         d.body,
