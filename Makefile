@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install services run demo test readme-tools deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-tools clean
+.PHONY: install services run demo test readme-tools deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-sync bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,8 @@ services:
 	  'LEDGERHOOK_STRIPE_API_BASE=http://127.0.0.1:12111' \
 	  '# The stand-in API runs only during `make demo`, which reconciles on demand: no periodic runs.' \
 	  'LEDGERHOOK_RECONCILE__INTERVAL_SECONDS=0' \
+	  '# Nor has it the providers'"'"' object APIs: no drift sweep against it.' \
+	  'LEDGERHOOK_DRIFT__INTERVAL_SECONDS=0' \
 	  'LEDGERHOOK_LOG_FORMAT=text' > $@
 	@echo "make: wrote $@ (development settings; edit it or delete it to start over)" >&2
 
@@ -102,6 +104,7 @@ E2E_ARGS    ?=
 APPLY_ARGS  ?=
 SOAK_ARGS   ?=
 CONSOLE_ARGS ?=
+SYNC_ARGS   ?=
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
@@ -122,6 +125,10 @@ bench-soak: install services bench-tools
 # Console page render times with 1 million deliveries in the log (load included: several minutes).
 bench-console: install services
 	$(BIN)/python -m bench.console $(CONSOLE_ARGS)
+
+# ledgerhook sync against a local stand-in of the provider's API serving 100 000 objects.
+bench-sync: install services
+	$(BIN)/python -m bench.sync $(SYNC_ARGS)
 
 bench: bench-ingest bench-apply bench-e2e
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from alerts.model import (
     Anomaly,
+    ApiFailure,
     DeadLetters,
     EndpointActivity,
     Facts,
@@ -27,7 +28,7 @@ from audit.dbtypes import Conn
 from audit.sequencer import integration_backlog
 from ledgerhook.settings import Settings
 
-__all__ = ["gather", "mark_anomalies_seen"]
+__all__ = ["api_failures", "gather", "mark_anomalies_seen"]
 
 _ANOMALY_BATCH = 5000
 _LOW_WATER = "processed_low_water"
@@ -255,6 +256,32 @@ async def integration(conn: Conn, settings: Settings, now: datetime) -> Integrat
     )
 
 
+async def api_failures(conn: Conn) -> tuple[ApiFailure, ...]:
+    """Sync lists and drift sweeps whose last runs failed on the provider's API."""
+    rows = await conn.fetch(
+        """
+        SELECT provider, endpoint || '/' || object_type AS where_, 'sync' AS operation,
+               consecutive_failures, last_error, updated_at
+        FROM processors.sync_cursors WHERE consecutive_failures > 0
+        UNION ALL
+        SELECT provider, account, 'drift', consecutive_failures, last_error, updated_at
+        FROM alerts.drift_positions WHERE consecutive_failures > 0
+        ORDER BY 1, 3, 2
+        """
+    )
+    return tuple(
+        ApiFailure(
+            provider=r["provider"],
+            where=r["where_"],
+            operation=r["operation"],
+            consecutive=r["consecutive_failures"],
+            last_error=r["last_error"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    )
+
+
 async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
     """Everything the sweep's rules read, as of ``now``."""
     cfg = settings.alerts
@@ -269,4 +296,5 @@ async def gather(conn: Conn, settings: Settings, now: datetime) -> Facts:
         oldest_unprocessed=await oldest_unprocessed(conn, now),
         verification=await latest_verification(conn),
         integration=await integration(conn, settings, now),
+        api_failures=await api_failures(conn),
     )

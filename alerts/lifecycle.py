@@ -32,6 +32,7 @@ __all__ = [
     "history",
     "refresh_gauges",
     "resolve",
+    "resolve_subjects",
 ]
 
 Status = Literal["open", "acknowledged", "resolved"]
@@ -350,6 +351,43 @@ async def auto_resolve(
                 resolution="auto",
                 now=now,
                 note=note or f"not firing for {quiet_seconds}s",
+                channels=channels,
+            )
+            resolved.append(r["id"])
+    return resolved
+
+
+async def resolve_subjects(
+    conn: Conn,
+    *,
+    rule: str,
+    subjects: Iterable[str],
+    now: datetime,
+    note: str,
+    channels: Sequence[str] = (),
+) -> list[int]:
+    """Resolve the active alerts of ``rule`` for ``subjects`` at once: what they said was
+    checked again and is no longer true (a drifted object that matches the provider again)."""
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return []
+    resolved: list[int] = []
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, status FROM alerts.alerts WHERE status <> 'resolved' AND rule = $1 "
+            "AND subject = ANY($2::text[]) FOR UPDATE",
+            rule,
+            wanted,
+        )
+        for r in rows:
+            await _resolve(
+                conn,
+                r["id"],
+                from_status=r["status"],
+                actor=SYSTEM,
+                resolution="auto",
+                now=now,
+                note=note,
                 channels=channels,
             )
             resolved.append(r["id"])

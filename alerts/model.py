@@ -17,6 +17,7 @@ from ledgerhook.settings import AlertSettings
 __all__ = [
     "RULES",
     "Anomaly",
+    "ApiFailure",
     "DeadLetters",
     "EndpointActivity",
     "Facts",
@@ -28,6 +29,7 @@ __all__ = [
     "RejectionCount",
     "RuleName",
     "Severity",
+    "StateDrift",
     "Unprocessed",
     "VerificationStatus",
 ]
@@ -44,6 +46,8 @@ RuleName = Literal[
     "integrity",
     "merge_delay",
     "reconciliation_failing",
+    "state_drift",
+    "provider_api",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -56,6 +60,8 @@ RULES: tuple[RuleName, ...] = (
     "integrity",
     "merge_delay",
     "reconciliation_failing",
+    "state_drift",
+    "provider_api",
 )
 
 
@@ -173,6 +179,38 @@ class FetchBackMismatch(msgspec.Struct, frozen=True, kw_only=True):
     differences: tuple[str, ...] = ()
 
 
+class StateDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """A state object that differs from the provider's current copy (alerts.drift)."""
+
+    provider: str
+    account: str
+    object_type: str
+    object_id: str
+    # field -> [state value, provider value], normalised (processors.model) on both sides.
+    fields: dict[str, list[Any]]
+    # The provider no longer has the object (404) while the state has it, not deleted.
+    gone: bool = False
+    last_delivery_id: int | None = None
+    state_version: str = ""
+    provider_version: str = ""
+    # The delivery a repair appended (the fetched object, origin sync), if one was made, and
+    # whether the state matches the provider after it was applied.
+    repair_delivery_id: int | None = None
+    repaired: bool = False
+
+
+class ApiFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's API failing runs of sync or drift checks, after every retry."""
+
+    provider: str
+    # sync: the endpoint and list; drift: the account.
+    where: str
+    operation: Literal["sync", "drift"]
+    consecutive: int
+    last_error: str | None
+    updated_at: datetime
+
+
 class Facts(msgspec.Struct, frozen=True, kw_only=True):
     config: AlertSettings = AlertSettings()
     anomalies: tuple[Anomaly, ...] = ()
@@ -185,3 +223,5 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     missing_events: tuple[MissingEvent, ...] = ()
     mismatches: tuple[FetchBackMismatch, ...] = ()
     reconcile_failures: tuple[ReconcileFailure, ...] = ()
+    drifts: tuple[StateDrift, ...] = ()
+    api_failures: tuple[ApiFailure, ...] = ()

@@ -1,7 +1,7 @@
 """HTTP routes of the `alerts` package, collected by `ledgerhook.app.route_handlers`.
 
 Reads need ``auditor``; acknowledging and resolving need ``oncall`` (the actor recorded in the
-history is the token's name); triggering a reconciliation needs ``admin``. Handlers are thin: the
+history is the token's name); triggering a reconciliation or a drift check needs ``admin``. Handlers are thin: the
 work is in :mod:`alerts.lifecycle`, :mod:`alerts.repository` and :mod:`alerts.reconcile`, whose
 errors ``ledgerhook.app`` maps to 400/404/409/502.
 """
@@ -25,7 +25,12 @@ from alerts.repository import AlertFilter, AlertPage, list_alerts
 from audit import permissions
 from audit.auth import principal_of, require_role
 from ledgerhook.http_errors import documented
+from ledgerhook.jobs import CHECK_DRIFT
 from ledgerhook.settings import Settings
+from processors.model import ObjectType
+from processors.sync.api import check_configured
+from processors.sync.routes import queue_job
+from processors.sync.runner import target
 
 __all__ = ["routes"]
 
@@ -51,7 +56,27 @@ class ReconcileBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     endpoint: str | None = None
 
 
+class DriftBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    provider: Provider
+    endpoint: str | None = None
+    # One state object type (default: all), and/or one object id.
+    type: ObjectType | None = None
+    object_id: str | None = None
+    # Append the provider's copy through the pipeline where it differs.
+    repair: bool = False
+
+
+class DriftStarted(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    provider: str
+    endpoint: str
+    type: str | None
+    object_id: str | None
+    repair: bool
+
+
 _note = msgspec.json.Decoder(NoteBody)
+_drift_body = msgspec.json.Decoder(DriftBody)
 _reconcile_body = msgspec.json.Decoder(ReconcileBody)
 
 
@@ -200,10 +225,52 @@ async def reconcile_now(
     )
 
 
+@post("/drift", guards=[require_role("admin")], status_code=202)
+async def drift_start(
+    request: Request[Any, Any, Any], settings: NamedDependency[Settings]
+) -> DriftStarted:
+    """Check state against the provider in the worker: ``{"provider": "stripe", "type":
+    "subscription", "object_id": "sub_1", "repair": true}``; findings are state_drift alerts."""
+    try:
+        body = _drift_body.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise InvalidAlertQuery(
+            f'body: {exc} (expected {{"provider": "stripe"|"chargebee", "type": ..., '
+            '"object_id": ..., "repair": bool}})'
+        ) from None
+    where = target(settings, body.provider, body.endpoint)
+    check_configured(settings, body.provider)
+    job = await queue_job(
+        request,
+        settings,
+        CHECK_DRIFT,
+        provider=body.provider,
+        endpoint=where.endpoint,
+        object_type=body.type,
+        object_id=body.object_id,
+        repair=body.repair,
+    )
+    return DriftStarted(
+        job_id=job,
+        provider=body.provider,
+        endpoint=where.endpoint,
+        type=body.type,
+        object_id=body.object_id,
+        repair=body.repair,
+    )
+
+
 routes: list[Any] = [
     Router(
         path="/",
-        route_handlers=[alerts_list, alert_detail, alert_ack, alert_resolve, reconcile_now],
+        route_handlers=[
+            alerts_list,
+            alert_detail,
+            alert_ack,
+            alert_resolve,
+            reconcile_now,
+            drift_start,
+        ],
         tags=["alerts"],
         security=[{"bearer": []}],
     )

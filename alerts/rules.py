@@ -22,6 +22,10 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
 - ``reconciliation_failing``: a reconciliation run could not list the provider's events (its API
   failed: wrong key or base URL, an outage), so missing events would go unnoticed. One alert per
   provider endpoint, counting failures; resolved by the next run that succeeds.
+- ``state_drift``: a state object differs from the provider's current copy (one per object,
+  naming the fields; the drift check resolves it when the object matches again);
+- ``provider_api``: a provider's API failed ``provider_api_failures_threshold`` runs of sync or
+  drift checks in a row, after every retry.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from alerts.model import Anomaly, Facts, Finding, RuleName
+from alerts.model import Anomaly, ApiFailure, Facts, Finding, RuleName, StateDrift
 
-__all__ = ["RULES", "Rule", "evaluate"]
+__all__ = ["RULES", "Rule", "drift_subject", "evaluate"]
 
 Rule = Callable[[Facts, datetime], list[Finding]]
 _MAX_IDS = 100
@@ -323,6 +327,81 @@ def reconciliation_failing(facts: Facts, now: datetime) -> list[Finding]:
     ]
 
 
+def drift_subject(d: StateDrift) -> str:
+    return f"{d.provider}:{d.account}:{d.object_type}:{d.object_id}"
+
+
+def state_drift(facts: Facts, now: datetime) -> list[Finding]:
+    out = []
+    for d in facts.drifts:
+        where = f"{d.object_type} {d.object_id} ({d.provider}/{d.account})"
+        if d.gone:
+            summary = f"{where} is in the billing state but {d.provider} no longer has it"
+        else:
+            summary = f"{where} differs from {d.provider}: {', '.join(sorted(d.fields))}"
+        if d.repaired:
+            summary += f"; repaired by delivery {d.repair_delivery_id}"
+        elif d.repair_delivery_id is not None:
+            summary += f"; the provider's copy (delivery {d.repair_delivery_id}) did not change it"
+        ids = [i for i in (d.last_delivery_id, d.repair_delivery_id) if i is not None]
+        out.append(
+            Finding(
+                rule="state_drift",
+                severity="warning",
+                provider=d.provider,
+                subject=drift_subject(d),
+                summary=summary,
+                accumulate=False,
+                delivery_ids=tuple(ids),
+                evidence={
+                    "object_type": d.object_type,
+                    "object_id": d.object_id,
+                    "fields": {k: {"state": v[0], "provider": v[1]} for k, v in d.fields.items()},
+                    "gone": d.gone,
+                    "state_version": d.state_version,
+                    "provider_version": d.provider_version,
+                    "repair_delivery_id": d.repair_delivery_id,
+                    "repaired": d.repaired,
+                },
+            )
+        )
+    return out
+
+
+def provider_api(facts: Facts, now: datetime) -> list[Finding]:
+    limit = facts.config.provider_api_failures_threshold
+    worst: dict[tuple[str, str], list[ApiFailure]] = {}
+    for f in facts.api_failures:
+        if f.consecutive >= limit:
+            worst.setdefault((f.provider, f.operation), []).append(f)
+    out = []
+    for (provider, operation), items in sorted(worst.items()):
+        items.sort(key=lambda f: (-f.consecutive, f.where))
+        first = items[0]
+        out.append(
+            Finding(
+                rule="provider_api",
+                severity="warning",
+                provider=provider,
+                subject=f"{provider}:{operation}",
+                summary=(
+                    f"{provider}'s API failed {first.consecutive} {operation} runs in a row "
+                    f"({first.where}): {first.last_error or 'no detail'}"
+                ),
+                count=first.consecutive,
+                accumulate=False,
+                evidence={
+                    "failing": [
+                        {"where": f.where, "consecutive": f.consecutive, "last_error": f.last_error}
+                        for f in items[:20]
+                    ],
+                    "threshold": limit,
+                },
+            )
+        )
+    return out
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("out_of_order", out_of_order),
     ("missing_predecessor", missing_predecessor),
@@ -334,6 +413,8 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("integrity", integrity),
     ("merge_delay", merge_delay),
     ("reconciliation_failing", reconciliation_failing),
+    ("state_drift", state_drift),
+    ("provider_api", provider_api),
 )
 
 

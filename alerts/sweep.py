@@ -17,6 +17,8 @@
   demand, ``ledgerhook reconcile`` or ``POST /reconcile``). A provider API that
   fails is one error line per run and the ``reconciliation_failing`` alert (see
   :func:`alerts.reconcile.reconcile`), which the next successful run resolves.
+- the drift sweep (:mod:`alerts.drift`, every ``drift.interval_seconds``; 0 turns it off), only
+  for providers with API credentials.
 
 ``ctx`` holds ``settings`` and ``pool`` (put there by the worker's ``on_startup``).
 """
@@ -34,6 +36,7 @@ from arq.cron import CronJob, cron
 
 from alerts import facts as facts_mod
 from alerts import lifecycle, notify
+from alerts.drift.jobs import drift_cron
 from alerts.errors import ProviderApiError
 from alerts.fetchback import run_fetch_back
 from alerts.model import Facts, VerificationStatus
@@ -64,6 +67,7 @@ SWEEP_RULES = frozenset(
         "processing",
         "merge_delay",
         "integrity",
+        "provider_api",
     }
 )
 # Rules fired by other jobs (reconciliation, fetch-back) also go quiet and resolve here.
@@ -265,4 +269,15 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
                 **_every(settings.reconcile.interval_seconds),
             )
         )
+        if settings.drift.interval_seconds > 0:
+            jobs.append(
+                cron(
+                    drift_cron,
+                    name="alerts_drift",
+                    unique=True,
+                    # A run paces its calls over 0.9 of the interval, plus the provider's retries.
+                    timeout=settings.drift.interval_seconds + 600,
+                    **_every(settings.drift.interval_seconds),
+                )
+            )
     return jobs

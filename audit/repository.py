@@ -66,7 +66,7 @@ class DeliveryFilter(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str | None = None
     event_id: str | None = None
     object_id: str | None = None
-    origin: Literal["webhook", "reconciliation"] | None = None
+    origin: Literal["webhook", "reconciliation", "sync"] | None = None
     received_from: datetime | None = None
     received_to: datetime | None = None
     event_from: datetime | None = None

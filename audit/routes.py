@@ -77,7 +77,7 @@ def provide_delivery_filter(
     event_type: FromQuery[str | None] = None,
     event_id: FromQuery[str | None] = None,
     object_id: FromQuery[str | None] = None,
-    origin: FromQuery[Literal["webhook", "reconciliation"] | None] = None,
+    origin: FromQuery[Literal["webhook", "reconciliation", "sync"] | None] = None,
     received_from: Annotated[
         datetime | None, QueryParameter(description="received at or after (ISO 8601)")
     ] = None,

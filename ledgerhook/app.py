@@ -66,7 +66,17 @@ from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.http_errors import ErrorBody, code_for, error_response
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
-from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
+from processors.errors import (
+    DeliveryNotFound,
+    InvalidStateQuery,
+    InvalidSyncRequest,
+    JobQueueUnavailable,
+    ProcessorError,
+    ProviderError,
+    StateNotFound,
+    SyncBusy,
+    SyncNotConfigured,
+)
 
 __all__ = ["create_app"]
 
@@ -158,8 +168,16 @@ def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Error:
 def _processor_error(request: Request[Any, Any, Any], exc: ProcessorError) -> Error:
     if isinstance(exc, StateNotFound | DeliveryNotFound):
         return error_response(404, str(exc) or "not found")
-    if isinstance(exc, InvalidStateQuery):
+    if isinstance(exc, SyncNotConfigured):
+        return error_response(400, str(exc), code="not_configured")
+    if isinstance(exc, InvalidStateQuery | InvalidSyncRequest):
         return error_response(400, str(exc))
+    if isinstance(exc, SyncBusy):
+        return error_response(409, str(exc))
+    if isinstance(exc, JobQueueUnavailable):
+        return error_response(503, str(exc), headers={"Retry-After": "5"})
+    if isinstance(exc, ProviderError):
+        return error_response(502, str(exc))
     return _unexpected(request, exc)
 
 
@@ -226,12 +244,14 @@ def route_handlers() -> list[Any]:
     from ingest.routes import routes as ingest_routes
     from ledgerhook.console import console_router
     from processors.routes import routes as state_routes
+    from processors.sync.routes import routes as sync_routes
 
     return [
         *ingest_routes,
         *audit_routes,
         *tree_routes,
         *state_routes,
+        *sync_routes,
         *alert_routes,
         console_router(EXCEPTION_HANDLERS),
     ]

@@ -8,15 +8,29 @@ Jobs are serialised with msgpack (msgspec), never pickle.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
+from arq.connections import ArqRedis
 
 from ledgerhook.settings import Settings
 
-__all__ = ["PROCESS_DELIVERY", "deserialize", "job_id", "serialize"]
+__all__ = [
+    "CHECK_DRIFT",
+    "PROCESS_DELIVERY",
+    "SYNC_OBJECTS",
+    "deserialize",
+    "enqueue_run",
+    "job_id",
+    "run_job_id",
+    "serialize",
+]
 
 PROCESS_DELIVERY = "process_delivery"
+# Started by API (admin), run by the worker: arguments are names and numbers, never payloads.
+SYNC_OBJECTS = "sync_objects"
+CHECK_DRIFT = "check_drift"
 
 
 def _encode_other(obj: Any) -> Any:
@@ -43,3 +57,18 @@ def deserialize(data: bytes) -> dict[str, Any]:
 
 def job_id(settings: Settings, delivery_id: int) -> str:
     return f"{settings.processors.queue_name}:delivery:{delivery_id}"
+
+
+def run_job_id(settings: Settings, name: str) -> str:
+    """A fresh id for one requested run: PostgreSQL, not Redis, keeps two runs apart (a sync
+    holds an advisory lock), so a run whose worker died can simply be requested again."""
+    return f"{settings.processors.queue_name}:{name}:{uuid.uuid4().hex}"
+
+
+async def enqueue_run(redis: ArqRedis, settings: Settings, name: str, **kwargs: Any) -> str:
+    """Queue one run of ``name`` for the worker; its job id. Redis errors go to the caller."""
+    run_id = run_job_id(settings, name)
+    await redis.enqueue_job(
+        name, _job_id=run_id, _queue_name=settings.processors.queue_name, **kwargs
+    )
+    return run_id

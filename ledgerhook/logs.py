@@ -148,6 +148,9 @@ def configure_logging(settings: Settings) -> None:
     for name, level in _QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)
+    # The stripe library logs two INFO lines per API request (a sync makes thousands); our
+    # own lines say what failed.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     arq_worker = logging.getLogger("arq.worker")
     if not any(isinstance(f, DrainedJobsExpire) for f in arq_worker.filters):
         arq_worker.addFilter(DrainedJobsExpire())

@@ -135,6 +135,39 @@ auth_brake_errors = Counter(
     "Brute-force brake calls that failed or timed out in Redis (the brake let the request through).",
 )
 
+sync_objects = Counter(
+    "ledgerhook_sync_objects_total",
+    "Objects read by ledgerhook sync and stored as deliveries, by provider, list and outcome (stored, duplicate: an unchanged re-fetch).",
+    ["provider", "object_type", "outcome"],
+)
+sync_pages = Counter(
+    "ledgerhook_sync_pages_total",
+    "List pages read and stored by ledgerhook sync.",
+    ["provider", "object_type"],
+)
+sync_expected_objects = Gauge(
+    "ledgerhook_sync_expected_objects",
+    "Objects the provider said a list being synced has (0 when it does not say).",
+    ["provider", "object_type"],
+    multiprocess_mode="max",
+)
+sync_running = Gauge(
+    "ledgerhook_sync_running",
+    "Syncs running in this process, by provider.",
+    ["provider"],
+    multiprocess_mode="livesum",
+)
+provider_api_errors = Counter(
+    "ledgerhook_provider_api_errors_total",
+    "Failed calls to a provider's API (each attempt), by provider, operation (sync, drift) and kind (rate_limited, server_error, timeout, connection, malformed, not_found, auth, client_error).",
+    ["provider", "operation", "kind"],
+)
+drift_checks = Counter(
+    "ledgerhook_drift_checks_total",
+    "State objects compared with the provider's copy, by provider, object type and result (match, drift, repaired, state_newer, pending, gone, failed).",
+    ["provider", "object_type", "result"],
+)
+
 
 def render() -> bytes:
     """The exposition text: aggregated across processes in multi-process mode."""

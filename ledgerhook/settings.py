@@ -35,6 +35,7 @@ __all__ = [
     "AlertSettings",
     "ApiSettings",
     "ConsoleSettings",
+    "DriftSettings",
     "EndpointSettings",
     "IngestSettings",
     "ProcessorSettings",
@@ -42,6 +43,7 @@ __all__ = [
     "Secret",
     "Settings",
     "SettingsError",
+    "SyncSettings",
     "TlogSettings",
     "env_file_path",
     "load_settings",
@@ -183,12 +185,57 @@ class AlertSettings(msgspec.Struct, frozen=True, kw_only=True):
     pagerduty_routing_key: Secret | None = None
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     notify_max_tries: int = 5
+    # Consecutive failed calls to a provider's API (sync, drift checks), after retries, that
+    # raise a provider_api alert.
+    provider_api_failures_threshold: int = 3
 
 
 class ReconcileSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Periodic reconciliation of providers with API credentials; 0: only on demand.
     interval_seconds: int = 900
     window_seconds: int = 7200
+
+
+class SyncSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """``ledgerhook sync`` and every read of a provider's objects (drift checks too)."""
+
+    # Objects per list page (both providers allow at most 100).
+    page_size: int = 100
+    # The SDKs' own retries of one request (Stripe ``max_network_retries``; Chargebee's
+    # RetryConfig ``max_retries``, on 500/502/503/504; it also waits out 429s itself).
+    max_network_retries: int = 2
+    # Then Ledgerhook's: a call that still fails with 429, 5xx, a timeout, a lost connection
+    # or an answer it cannot read is tried again this many times, with exponential backoff
+    # (base, doubling, capped) or the provider's Retry-After (capped); then the run stops, its
+    # cursor kept, and is reported.
+    retries: int = 5
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    max_retry_after_seconds: float = 300.0
+    # One HTTP request; and one SDK call with its own retries (Chargebee's SDK waits out 429s
+    # without a limit of its own).
+    request_timeout_seconds: float = 30.0
+    call_timeout_seconds: float = 600.0
+    # A sync started by API runs as an arq job in the worker, for at most this long (a longer
+    # one stops with its cursor kept; start it again to resume).
+    job_timeout_seconds: int = 21600
+    # Stripe API version for fetched objects; empty: the stripe library's pinned version. Set
+    # it to your webhook endpoint's version so that fetched objects and events look alike.
+    stripe_api_version: str = ""
+
+
+class DriftSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The worker's drift sweep (alerts.drift): state objects compared with the provider's."""
+
+    # How often the sweep runs; 0 turns it off. It runs only for providers with an API key.
+    interval_seconds: int = 300
+    # Budget: provider API calls per minute (one per object checked); each run checks at most
+    # interval * calls_per_minute / 60 objects, spaced evenly, then continues next run.
+    calls_per_minute: int = 30
+    # Append the provider's object through the pipeline when drift is found (like --repair).
+    repair: bool = False
+    # The endpoint whose account the sweep checks: the account the API key belongs to.
+    endpoint: str = "default"
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -257,6 +304,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile: ReconcileSettings = ReconcileSettings()
     api: ApiSettings = ApiSettings()
     console: ConsoleSettings = ConsoleSettings()
+    sync: SyncSettings = SyncSettings()
+    drift: DriftSettings = DriftSettings()
 
     @property
     def admin_url(self) -> Secret:
@@ -297,7 +346,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-_SECTIONS = {"ingest", "tlog", "processors", "alerts", "reconcile", "api", "console"}
+_SECTIONS = {
+    "ingest",
+    "tlog",
+    "processors",
+    "alerts",
+    "reconcile",
+    "api",
+    "console",
+    "sync",
+    "drift",
+}
 # Comma-separated in the environment (sections as ``section__field``).
 _TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth", "api__trusted_proxies"}
 
@@ -498,3 +557,11 @@ def _check(settings: Settings) -> None:
         raise SettingsError("LEDGERHOOK_CONSOLE__SESSION_TTL_SECONDS: at least 60")
     if settings.ingest.max_body_bytes <= 0 or settings.ingest.max_batch <= 0:
         raise SettingsError("LEDGERHOOK_INGEST__MAX_BODY_BYTES / MAX_BATCH: must be positive")
+    if not 1 <= settings.sync.page_size <= 100:
+        raise SettingsError("LEDGERHOOK_SYNC__PAGE_SIZE: must be between 1 and 100")
+    if settings.sync.retries < 0 or settings.sync.max_network_retries < 0:
+        raise SettingsError("LEDGERHOOK_SYNC__RETRIES / MAX_NETWORK_RETRIES: must not be negative")
+    if settings.drift.calls_per_minute <= 0 or settings.drift.interval_seconds < 0:
+        raise SettingsError(
+            "LEDGERHOOK_DRIFT__CALLS_PER_MINUTE must be positive, LEDGERHOOK_DRIFT__INTERVAL_SECONDS not negative"
+        )

@@ -28,17 +28,19 @@ import asyncpg
 import redis.exceptions
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
-from arq.worker import Worker, func
+from arq.worker import Function, Worker, func
 
+from alerts.drift.jobs import drift_job
 from alerts.sweep import cron_jobs as alerts_cron_jobs
 from audit.checkpoints import load_signer, run_checkpoints
 from audit.sequencer import Sequencer
 from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
-from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
+from ledgerhook.jobs import CHECK_DRIFT, PROCESS_DELIVERY, SYNC_OBJECTS, deserialize, serialize
 from ledgerhook.logs import quiet_cron_jobs
 from ledgerhook.settings import Settings
 from ledgerhook.wakeup import Waker, arq_redis
+from processors.sync.jobs import sync_job
 from processors.worker import (
     analyze_stale,
     batcher,
@@ -52,6 +54,7 @@ __all__ = [
     "create_worker",
     "cron_jobs",
     "every",
+    "functions",
     "run_sequencer",
     "run_supervised",
     "run_worker",
@@ -104,11 +107,33 @@ def _own_names(crons: list[CronJob], queue_name: str) -> list[CronJob]:
     return [dataclasses.replace(c, name=f"{queue_name}:{c.name}") for c in crons]
 
 
+def functions(settings: Settings) -> list[Function]:
+    """The worker's job functions: deliveries, and the runs an admin starts by API."""
+    # max_tries=1: a run whose worker died is started again by hand, and resumes.
+    runs = settings.sync.job_timeout_seconds
+    return [
+        func(process_delivery_job, name=PROCESS_DELIVERY),
+        func(sync_job, name=SYNC_OBJECTS, timeout=runs, max_tries=1),
+        func(drift_job, name=CHECK_DRIFT, timeout=runs, max_tries=1),
+    ]
+
+
 def worker_settings(settings: Settings) -> dict[str, Any]:
     p = settings.processors
     crons = _own_names(cron_jobs(settings), p.queue_name)
-    # How long arq keeps a started job marked in progress (see processors.worker.rescue_stalled).
-    in_progress_timeout_s = max([p.job_timeout_seconds, *(c.timeout_s or 0 for c in crons)]) + 10
+    fns = functions(settings)
+    # How long arq keeps a started job marked in progress (see processors.worker.rescue_stalled):
+    # arq takes the longest timeout of any function or cron job.
+    in_progress_timeout_s = (
+        max(
+            [
+                p.job_timeout_seconds,
+                *(c.timeout_s or 0 for c in crons),
+                *(f.timeout_s or 0 for f in fns),
+            ]
+        )
+        + 10
+    )
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
@@ -130,7 +155,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             await pool.close()
 
     return {
-        "functions": [func(process_delivery_job, name=PROCESS_DELIVERY)],
+        "functions": fns,
         "cron_jobs": crons,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

@@ -138,6 +138,12 @@ class ObjectUpdate(msgspec.Struct, frozen=True, kw_only=True):
     the event type, then the event id (see :mod:`processors.normalize.stripe`).
     ``creates`` says the event is the object's own creation event; an update for an unknown
     object that does not create it is a missing predecessor.
+
+    ``snapshot`` says the update is an object fetched from the provider's API (``ledgerhook
+    sync``, a drift repair), not an event: it may introduce an object (no missing predecessor,
+    no ``created`` business change) and may lose to a newer event without being out of order.
+    ``tombstone`` says the provider reported only that the object is deleted (Stripe's
+    ``{"id", "object", "deleted": true}``): the stored fields are kept, marked deleted.
     """
 
     object_type: ObjectType
@@ -146,6 +152,8 @@ class ObjectUpdate(msgspec.Struct, frozen=True, kw_only=True):
     deleted: bool = False
     creates: bool = False
     related: bool = False
+    snapshot: bool = False
+    tombstone: bool = False
     body: Body
 
 

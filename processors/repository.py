@@ -84,13 +84,14 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     event_created: int
     duplicate_of: int | None
     body: bytes
+    origin: str = "webhook"
 
 
 async def fetch_delivery(conn: Conn, delivery_id: int) -> Delivery | None:
     row = await conn.fetchrow(
         """
         SELECT id, received_at, provider, account, event_id, event_type, event_created,
-               duplicate_of, body
+               duplicate_of, body, origin
         FROM audit.deliveries WHERE id = $1
         """,
         delivery_id,
@@ -105,7 +106,7 @@ async def fetch_deliveries(conn: Conn, delivery_ids: Sequence[int]) -> dict[int,
     rows = await conn.fetch(
         """
         SELECT id, received_at, provider, account, event_id, event_type, event_created,
-               duplicate_of, body
+               duplicate_of, body, origin
         FROM audit.deliveries WHERE id = ANY($1::bigint[])
         """,
         list(delivery_ids),

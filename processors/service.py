@@ -38,7 +38,7 @@ from ledgerhook import metrics
 from processors import repository as repo
 from processors.errors import DeliveryNotFound, NormalisationError
 from processors.model import NeutralEvent, StoredObject
-from processors.normalize import normalize
+from processors.normalize import SNAPSHOT_ORIGIN, normalize, normalize_delivery
 from processors.transitions import Transition, apply
 
 __all__ = ["LOCK_TIMEOUT", "Batch", "process_batch", "process_delivery"]
@@ -47,6 +47,20 @@ log = logging.getLogger(__name__)
 
 # A lock held longer than this is a stuck transaction; give up and let the job retry.
 LOCK_TIMEOUT = "10s"
+
+
+def _normalize(d: repo.Delivery) -> NeutralEvent | None:
+    if d.origin != SNAPSHOT_ORIGIN:
+        return normalize(d.provider, d.body, account=d.account)
+    return normalize_delivery(
+        d.provider,
+        d.body,
+        account=d.account,
+        origin=d.origin,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        event_created=d.event_created,
+    )
 
 
 def _object_key(provider: str, account: str, object_type: str, object_id: str) -> str:
@@ -67,7 +81,7 @@ async def _apply(conn: Conn, d: repo.Delivery) -> tuple[str, bool]:
     if await repo.event_settled(conn, d.provider, d.account, d.event_id) is not None:
         await repo.record_outcome(conn, d, outcome="duplicate")
         return "duplicate", True
-    event = normalize(d.provider, d.body, account=d.account)
+    event = _normalize(d)
     if event is None or not event.updates:
         await repo.record_outcome(conn, d, outcome="ignored")
         return "ignored", True
@@ -263,7 +277,7 @@ async def _apply_batch(conn: Conn, ds: list[repo.Delivery]) -> dict[int, tuple[s
             outcomes.append(repo.Outcome(delivery=d, outcome="duplicate"))
             continue
         try:
-            event = normalize(d.provider, d.body, account=d.account)
+            event = _normalize(d)
         except NormalisationError as exc:
             log.warning(
                 "delivery dead-lettered",

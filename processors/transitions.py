@@ -8,6 +8,12 @@ update with the stored version is the same snapshot again (Chargebee sends uncha
 resources with their old ``resource_version``): ``unchanged``, no anomaly. An update for an
 object never seen creates it from its snapshot; unless it is the object's creation event, that
 is a ``missing_predecessor`` anomaly.
+
+Snapshots (objects fetched from the provider's API, ``update.snapshot``) follow the same rule
+with two differences: they introduce objects without a missing-predecessor anomaly and without a
+``created`` business change (the object existed before Ledgerhook looked), and a snapshot older
+than the stored state is stale without an ``out_of_order`` anomaly (a newer event simply won).
+A tombstone snapshot keeps the stored fields and marks the object deleted.
 """
 
 from __future__ import annotations
@@ -147,6 +153,9 @@ def apply(
     account: str,
     delivery_id: int,
 ) -> Transition:
+    body = update.body
+    if update.tombstone and state is not None and type(state.body) is type(update.body):
+        body = state.body  # the provider said only "deleted": keep what was known
     new = StoredObject(
         object_type=update.object_type,
         provider=provider,
@@ -154,12 +163,12 @@ def apply(
         id=update.object_id,
         version=update.version,
         deleted=update.deleted,
-        body=update.body,
+        body=body,
         last_delivery_id=delivery_id,
     )
     if state is None:
         anomalies: tuple[Anomaly, ...] = ()
-        if not update.creates and not update.related:
+        if not update.creates and not update.related and not update.snapshot:
             anomalies = (
                 Anomaly(
                     kind="missing_predecessor",
@@ -173,7 +182,7 @@ def apply(
             state=new,
             anomalies=anomalies,
             change=diff(None, new),
-            subscription_change=classify(None, new),
+            subscription_change=None if update.snapshot else classify(None, new),
         )
     if update.version == state.version:
         return Transition(outcome="unchanged", state=state)
@@ -184,9 +193,8 @@ def apply(
             object_id=update.object_id,
             detail={"version": update.version, "stored_version": state.version},
         )
-        return Transition(
-            outcome="stale", state=state, anomalies=() if update.related else (anomaly,)
-        )
+        quiet = update.related or update.snapshot
+        return Transition(outcome="stale", state=state, anomalies=() if quiet else (anomaly,))
     return Transition(
         outcome="applied",
         state=new,

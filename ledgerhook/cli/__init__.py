@@ -26,6 +26,8 @@ COMMANDS = (
     "ledgerhook.cli.replay",
     "ledgerhook.cli.reconcile",
     "ledgerhook.cli.alerts",
+    "ledgerhook.cli.sync",
+    "ledgerhook.cli.drift",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
 )

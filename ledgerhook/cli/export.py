@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--event-type")
     p.add_argument("--event-id")
     p.add_argument("--object-id")
-    p.add_argument("--origin", choices=("webhook", "reconciliation"))
+    p.add_argument("--origin", choices=("webhook", "reconciliation", "sync"))
     for name in ("received-from", "received-to", "event-from", "event-to"):
         p.add_argument(f"--{name}", type=datetime.fromisoformat, metavar="ISO8601")
     p.add_argument("--verification", help="scheme (stripe-v1) or full verification value")

@@ -11,7 +11,8 @@ outcomes after finalisation), then by the event id, which is arbitrary but deter
 same set of events always folds to the same state.
 
 Since API version 2025-03-31 ``current_period_start``/``current_period_end`` live on subscription
-items rather than the subscription; both shapes are read (top level first, else the earliest
+items rather than the subscription, and an invoice's subscription under
+``parent.subscription_details``; both shapes are read (top level first, else the earliest
 start and latest end over the items).
 
 Unknown event types return None (recorded as ``ignored``). A mapped type whose payload does not
@@ -152,12 +153,22 @@ class _StatusTransitions(msgspec.Struct):
     paid_at: int | None = None
 
 
+class _SubscriptionDetails(msgspec.Struct):
+    subscription: str | None = None
+
+
+class _InvoiceParent(msgspec.Struct):
+    subscription_details: _SubscriptionDetails | None = None
+
+
 class _Invoice(msgspec.Struct):
     id: str
     status: str | None
     currency: str
     customer: str | None = None
     subscription: str | None = None
+    # API >= 2025-03-31: the subscription moved to parent.subscription_details.
+    parent: _InvoiceParent | None = None
     total: int = 0
     amount_paid: int = 0
     amount_due: int = 0
@@ -312,11 +323,12 @@ def _body(object_type: ObjectType, event_type: str, raw: msgspec.Raw) -> tuple[s
     if object_type == "invoice":
         i = _decoders[_Invoice].decode(raw)
         paid_at = i.status_transitions.paid_at if i.status_transitions else None
+        details = i.parent.subscription_details if i.parent else None
         return (
             i.id,
             Invoice(
                 customer_id=i.customer,
-                subscription_id=i.subscription,
+                subscription_id=i.subscription or (details.subscription if details else None),
                 status=i.status or "draft",
                 currency=_cur(i.currency),
                 total=i.total,

@@ -14,7 +14,7 @@ import msgspec
 from processors import repository as repo
 from processors.errors import NormalisationError
 from processors.model import StoredObject
-from processors.normalize import normalize
+from processors.normalize import normalize_delivery
 from processors.service import Batch
 
 __all__ = ["Fold", "Rows"]
@@ -55,7 +55,15 @@ class Fold:
                 self._outcomes.append(repo.Outcome(delivery=d, outcome="duplicate"))
             return
         try:
-            event = normalize(d.provider, d.body, account=d.account)
+            event = normalize_delivery(
+                d.provider,
+                d.body,
+                account=d.account,
+                origin=d.origin,
+                event_id=d.event_id,
+                event_type=d.event_type,
+                event_created=d.event_created,
+            )
         except NormalisationError as exc:
             self.failed += 1
             if settled:

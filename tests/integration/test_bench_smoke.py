@@ -185,3 +185,11 @@ def test_soak_tiny(tmp_path: Path) -> None:
     assert isinstance(rss, dict) and set(rss) >= {"api", "worker0"}
     assert all(v["end"] > 0 for v in rss.values())
     assert r["ok_2xx"] > 0
+
+
+def test_sync_benchmark_tiny(tmp_path: Path) -> None:
+    r = _bench(tmp_path, "sync", "--count", "250", "--sample-every", "0.2")
+    assert r["complete"] is True
+    assert (r["stored"], r["applied"], r["stored_duplicates"]) == (250, 250, 0)
+    assert r["cursors"] == {"customers": ["done", 3, 250]}
+    assert r["objects_per_s_wall"] > 0 and r["rss_samples"]

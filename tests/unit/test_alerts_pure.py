@@ -136,7 +136,7 @@ def test_reconcile_interval_zero_means_on_demand_only() -> None:
 
 def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     from alerts.sweep import cron_jobs
-    from ledgerhook.settings import Secret, Settings
+    from ledgerhook.settings import DriftSettings, Secret, Settings
     from ledgerhook.worker import worker_settings
 
     plain = Settings(database_url=Secret("postgresql://x@127.0.0.1/y"))
@@ -148,7 +148,10 @@ def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
         "alerts_sweep",
         "alerts_integrity",
         "alerts_reconcile",
+        "alerts_drift",
     ]
+    no_drift = msgspec.structs.replace(with_keys, drift=DriftSettings(interval_seconds=0))
+    assert "alerts_drift" not in [j.name for j in cron_jobs(no_drift)]
     sweep_job = cron_jobs(plain)[0]
     assert sweep_job.minute == {0, *range(1, 60)} and sweep_job.second == {0}  # every 60 s
     names = [j.name.split(":", 1)[1] for j in worker_settings(with_keys)["cron_jobs"]]

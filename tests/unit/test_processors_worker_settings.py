@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledgerhook.jobs import PROCESS_DELIVERY, deserialize, serialize
+from ledgerhook.jobs import CHECK_DRIFT, PROCESS_DELIVERY, SYNC_OBJECTS, deserialize, serialize
 from ledgerhook.settings import ProcessorSettings
 from ledgerhook.worker import every, worker_settings
 from tests.conftest import make_settings
@@ -15,7 +15,9 @@ def test_worker_settings_follow_the_shared_contract() -> None:
         "x", processors=ProcessorSettings(queue_name="q1", max_jobs=7, job_timeout_seconds=9)
     )
     ws = worker_settings(s)
-    assert [f.name for f in ws["functions"]] == [PROCESS_DELIVERY]
+    assert [f.name for f in ws["functions"]] == [PROCESS_DELIVERY, SYNC_OBJECTS, CHECK_DRIFT]
+    # Runs started by API resume when started again: arq does not retry them.
+    assert [f.max_tries for f in ws["functions"][1:]] == [1, 1]
     assert ws["queue_name"] == "q1"
     assert ws["job_serializer"] is serialize
     assert ws["job_deserializer"] is deserialize
