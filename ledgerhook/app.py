@@ -54,6 +54,13 @@ from ledgerhook.db import create_pool
 from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
+from processors.coexist.errors import (
+    AuthorityConflict,
+    InvalidChange,
+    InvalidImport,
+    LinkConflict,
+    MigrationNotFound,
+)
 from processors.errors import DeliveryNotFound, InvalidStateQuery, ProcessorError, StateNotFound
 
 __all__ = ["create_app"]
@@ -136,10 +143,12 @@ def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Response
 def _processor_error(
     request: Request[Any, Any, Any], exc: ProcessorError
 ) -> Response[dict[str, Any]]:
-    if isinstance(exc, StateNotFound | DeliveryNotFound):
+    if isinstance(exc, StateNotFound | DeliveryNotFound | MigrationNotFound):
         return _error(404, str(exc) or "not found")
-    if isinstance(exc, InvalidStateQuery):
+    if isinstance(exc, InvalidStateQuery | InvalidImport | InvalidChange):
         return _error(400, str(exc))
+    if isinstance(exc, LinkConflict | AuthorityConflict):
+        return _error(409, str(exc))
     return _error(500, "processors error")
 
 
@@ -162,9 +171,10 @@ def route_handlers() -> list[Any]:
     from alerts.routes import routes as alert_routes
     from audit.routes import routes as audit_routes
     from ingest.routes import routes as ingest_routes
+    from processors.coexist.routes import routes as migration_routes
     from processors.routes import routes as state_routes
 
-    return [*ingest_routes, *audit_routes, *state_routes, *alert_routes]
+    return [*ingest_routes, *audit_routes, *state_routes, *alert_routes, *migration_routes]
 
 
 async def _open_pool(settings: Settings) -> asyncpg.Pool:

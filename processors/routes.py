@@ -9,6 +9,7 @@ the raw webhook (``GET /audit/deliveries/{id}``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
@@ -19,6 +20,8 @@ from litestar.params import FromPath, FromQuery, Parameter
 
 from audit.auth import require_role
 from ledgerhook.settings import Settings
+from processors.coexist.model import Ref
+from processors.coexist.queries import Coexistence, coexistence
 from processors.errors import InvalidStateQuery
 from processors.queries import (
     ChangeRow,
@@ -46,11 +49,15 @@ class SubscriptionDetail(msgspec.Struct, frozen=True, kw_only=True):
     changes: list[ChangeRow]
     # Every update any event made or tried to make (stale ones included).
     history: list[HistoryRow]
+    # Linked across providers (a migration): the authoritative side and both sides.
+    coexistence: Coexistence | None = None
 
 
 class ObjectDetail(msgspec.Struct, frozen=True, kw_only=True):
     object: StateRow
     history: list[HistoryRow]
+    # Customers linked across providers: the authoritative side and both sides.
+    coexistence: Coexistence | None = None
 
 
 def _only(request: Request[Any, Any, Any], allowed: frozenset[str]) -> None:
@@ -67,7 +74,15 @@ async def _detail(
     async with pool.acquire() as conn:
         row = await get_object(conn, kind, provider, object_id, account)
         hist = await history(conn, row.object_type, row.provider, row.account, row.id)
-    return ObjectDetail(object=row, history=hist)
+        linked = None
+        if kind == "customers":
+            linked = await _coexistence(conn, "customer", row)
+    return ObjectDetail(object=row, history=hist, coexistence=linked)
+
+
+async def _coexistence(conn: Any, kind: str, row: StateRow) -> Coexistence | None:
+    ref = Ref(provider=row.provider, account=row.account, id=row.id)
+    return await coexistence(conn, kind, ref, int(datetime.now(UTC).timestamp()))
 
 
 @get("/state/customers/{provider:str}/{object_id:str}", guards=[require_role("auditor")])
@@ -78,7 +93,8 @@ async def customer_detail(
     object_id: FromPath[str],
     account: FromQuery[str | None] = None,
 ) -> ObjectDetail:
-    """One customer and every update made to it."""
+    """One customer and every update made to it; when linked across providers, who is
+    authoritative and both sides."""
     _only(request, _ONE_PARAMS)
     return await _detail(pool, "customers", provider, object_id, account)
 
@@ -104,13 +120,15 @@ async def subscription_detail(
     object_id: FromPath[str],
     account: FromQuery[str | None] = None,
 ) -> SubscriptionDetail:
-    """One subscription with its classified change history (MRR deltas) and update history."""
+    """One subscription with its classified change history (MRR deltas) and update history;
+    when it is linked across providers, who is authoritative and both sides."""
     _only(request, _ONE_PARAMS)
     async with pool.acquire() as conn:
         row = await get_object(conn, "subscriptions", provider, object_id, account)
         changes = await subscription_changes(conn, row.provider, row.account, row.id)
         hist = await history(conn, "subscription", row.provider, row.account, row.id)
-    return SubscriptionDetail(subscription=row, changes=changes, history=hist)
+        linked = await _coexistence(conn, "subscription", row)
+    return SubscriptionDetail(subscription=row, changes=changes, history=hist, coexistence=linked)
 
 
 # One static path per collection: a "/state/{kind}" pattern would lose to the static

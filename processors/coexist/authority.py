@@ -24,6 +24,7 @@ from processors.coexist.model import Action, Side
 
 __all__ = [
     "Authority",
+    "AuthorityBook",
     "AuthorityEvent",
     "Phase",
     "Segment",
@@ -149,3 +150,41 @@ def check_change(
         raise AuthorityConflict(
             "nothing to roll back: the source is authoritative and no cut-over is planned"
         )
+
+
+class AuthorityBook:
+    """Every authority change of some cohorts, answering for a cohort or one of its accounts.
+
+    Resolutions are cached per (cohort, account override): a verification run asks once per
+    pair, and almost every pair shares its cohort's answer.
+    """
+
+    def __init__(self, events: Iterable[AuthorityEvent], now: int) -> None:
+        self.now = now
+        self._cohort: dict[str, list[AuthorityEvent]] = {}
+        self._account: dict[tuple[str, str], list[AuthorityEvent]] = {}
+        for e in events:
+            if e.billing_account is None:
+                self._cohort.setdefault(e.cohort, []).append(e)
+            else:
+                self._account.setdefault((e.cohort, e.billing_account), []).append(e)
+        self._cache: dict[tuple[str, str | None], Authority] = {}
+
+    def events(self, cohort: str, billing_account: str | None = None) -> list[AuthorityEvent]:
+        """The history that applies: the cohort's, merged with the account's own, in order."""
+        own = self._account.get((cohort, billing_account), []) if billing_account else []
+        return sorted([*self._cohort.get(cohort, []), *own], key=lambda e: e.seq)
+
+    def overridden(self) -> set[tuple[str, str]]:
+        """(cohort, billing account) pairs with changes of their own."""
+        return set(self._account)
+
+    def resolve(self, cohort: str, billing_account: str | None = None) -> Authority:
+        key = (
+            cohort,
+            billing_account if (cohort, billing_account or "") in self._account else None,
+        )
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = resolve(self.events(*key), self.now)
+        return found
