@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from alerts.coexist.model import CoexistFacts
 from ledgerhook.settings import AlertSettings
 
 __all__ = [
@@ -40,6 +41,10 @@ RuleName = Literal[
     "rejections",
     "processing",
     "integrity",
+    "coexist_double_billing",
+    "coexist_both_active",
+    "coexist_wrong_side",
+    "coexist_orphan",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -50,6 +55,10 @@ RULES: tuple[RuleName, ...] = (
     "rejections",
     "processing",
     "integrity",
+    "coexist_double_billing",
+    "coexist_both_active",
+    "coexist_wrong_side",
+    "coexist_orphan",
 )
 
 
@@ -152,3 +161,5 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     chain: ChainStatus | None = None
     missing_events: tuple[MissingEvent, ...] = ()
     mismatches: tuple[FetchBackMismatch, ...] = ()
+    # Provider migration (alerts.coexist): gathered by the coexistence sweep only.
+    coexist: CoexistFacts | None = None

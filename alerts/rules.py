@@ -14,7 +14,9 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
   ``rejections_window_seconds`` (facts are already counted over that window);
 - ``processing``: dead letters exist; the oldest unprocessed delivery is older than
   ``lag_threshold_seconds``;
-- ``integrity``: the last hash-chain verification failed (critical).
+- ``integrity``: the last hash-chain verification failed (critical);
+- ``coexist_*``: provider migration (double billing, both active after a cut-over, activity
+  on the side that is not authoritative, orphans), see :mod:`alerts.coexist.rules`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from alerts.coexist import rules as coexist
 from alerts.model import Anomaly, Facts, Finding, RuleName
 
 __all__ = ["RULES", "Rule", "evaluate"]
@@ -254,6 +257,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("rejections", rejections),
     ("processing", processing),
     ("integrity", integrity),
+    ("coexist_double_billing", coexist.double_billing),
+    ("coexist_both_active", coexist.both_active),
+    ("coexist_wrong_side", coexist.wrong_side),
+    ("coexist_orphan", coexist.orphan),
 )
 
 

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 Phase = Literal["unplanned", "planned", "cut_over", "rolled_back"]
+_MIN, _MAX = -(2**62), 2**62
 
 
 class AuthorityEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,6 +175,23 @@ class AuthorityBook:
         """The history that applies: the cohort's, merged with the account's own, in order."""
         own = self._account.get((cohort, billing_account), []) if billing_account else []
         return sorted([*self._cohort.get(cohort, []), *own], key=lambda e: e.seq)
+
+    def cohorts(self) -> set[str]:
+        """Cohorts with changes of their own (the others: the source, since always)."""
+        return set(self._cohort) | {c for c, _ in self._account}
+
+    def segment_rows(self) -> list[tuple[str, str, str, int, int]]:
+        """Every timeline as (cohort, billing account or "" for the cohort's, side, from, to)
+        rows with finite bounds, for SQL that asks "who was authoritative at t" per row."""
+        out: list[tuple[str, str, str, int, int]] = []
+        keys = [(c, None) for c in self.cohorts()] + [(c, a) for c, a in self.overridden()]
+        for cohort, account in sorted(keys, key=lambda k: (k[0], k[1] or "")):
+            segs = timeline(self.events(cohort, account))
+            for i, seg in enumerate(segs):
+                start = _MIN if seg.start is None else seg.start
+                end = segs[i + 1].start if i + 1 < len(segs) else _MAX
+                out.append((cohort, account or "", seg.side, start, end or _MAX))
+        return out
 
     def overridden(self) -> set[tuple[str, str]]:
         """(cohort, billing account) pairs with changes of their own."""

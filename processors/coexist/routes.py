@@ -300,7 +300,17 @@ async def _authority_change(
             view = (await queries.account_detail(conn, billing_account, now)).authority
         else:
             view = (await queries.cohort_detail(conn, event.cohort, now)).cohort.authority
-    return AuthorityChange(**msgspec.structs.asdict(event) | {"id": event.seq}, authority=view)
+    return AuthorityChange(
+        id=event.seq,
+        cohort=event.cohort,
+        billing_account=event.billing_account,
+        action=event.action,
+        effective_at=event.effective_at,
+        actor=event.actor,
+        recorded_at=event.recorded_at,
+        note=event.note,
+        authority=view,
+    )
 
 
 _ACTIONS: tuple[str, ...] = get_args(Action)

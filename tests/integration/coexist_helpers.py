@@ -77,6 +77,14 @@ def cb_subscription(
     return ev
 
 
+def cb_customer(*, customer_id: str, version: int) -> dict[str, Any]:
+    ev = copy.deepcopy(load_chargebee("customer_created"))
+    ev["id"] = f"ev_{uuid.uuid4().hex[:16]}"
+    ev["occurred_at"] = version // 1000
+    ev["content"]["customer"].update(id=customer_id, resource_version=version)
+    return ev
+
+
 def cb_payment(
     *,
     customer_id: str,

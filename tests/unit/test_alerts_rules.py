@@ -246,8 +246,11 @@ def test_state_rules_replace_rather_than_accumulate() -> None:
 
 
 def test_every_rule_is_registered_once() -> None:
+    from alerts import model
+
     names = [n for n, _ in RULES]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 12
+    assert tuple(names) == model.RULES  # every declared rule has its function, in order
 
 
 def test_only_restricts_the_rules_run() -> None:
