@@ -17,9 +17,8 @@ import msgspec
 from alerts.coexist.rules import COEXIST_RULES
 from alerts.coexist.sweep import coexist_sweep
 from ledgerhook.settings import Settings
-from processors.coexist.compare import Tolerances
 from processors.coexist.report import totals_problems
-from processors.coexist.verify import RunReport, run_verification
+from processors.coexist.verify import RunReport, run_verification, tolerances_of
 
 __all__ = ["GateResult", "gate"]
 
@@ -50,19 +49,14 @@ async def gate(
 ) -> GateResult:
     now = now or datetime.now(UTC)
     await coexist_sweep(pool, settings, now)
-    c = settings.coexist
     async with pool.acquire() as conn:
         report = await run_verification(
             conn,
             cohort,
             now=int(now.timestamp()),
             actor=actor,
-            tolerances=Tolerances(
-                period_seconds=c.period_tolerance_seconds,
-                amount_minor=c.amount_tolerance_minor,
-                grace_seconds=c.grace_seconds,
-            ),
-            page_size=c.page_size,
+            tolerances=tolerances_of(settings),
+            page_size=settings.coexist.page_size,
             progress=progress,
         )
         rows = await conn.fetch(

@@ -25,6 +25,7 @@ COMMANDS = (
     "ledgerhook.cli.reconcile",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
+    "ledgerhook.cli.migration",
 )
 
 

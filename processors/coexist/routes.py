@@ -24,7 +24,6 @@ from litestar.response import Stream
 from audit.auth import principal_of, require_role
 from ledgerhook.settings import Settings
 from processors.coexist import queries
-from processors.coexist.compare import Tolerances
 from processors.coexist.cutover import change_authority
 from processors.coexist.errors import InvalidChange, InvalidImport
 from processors.coexist.imports import Format, parse_links, parse_prices
@@ -37,9 +36,9 @@ from processors.coexist.links import (
 )
 from processors.coexist.model import Action, Ref
 from processors.coexist.render import results_csv_header, results_csv_rows
-from processors.coexist.verify import AuthorityView, RunReport, run_verification
+from processors.coexist.verify import AuthorityView, RunReport, run_verification, tolerances_of
 
-__all__ = ["routes", "tolerances"]
+__all__ = ["routes"]
 
 Provider = Literal["stripe", "chargebee"]
 Kind = Literal["customer", "subscription"]
@@ -84,15 +83,6 @@ class ResultPage(msgspec.Struct, frozen=True, kw_only=True):
 
 _change = msgspec.json.Decoder(ChangeBody)
 _unlink = msgspec.json.Decoder(UnlinkBody)
-
-
-def tolerances(settings: Settings) -> Tolerances:
-    c = settings.coexist
-    return Tolerances(
-        period_seconds=c.period_tolerance_seconds,
-        amount_minor=c.amount_tolerance_minor,
-        grace_seconds=c.grace_seconds,
-    )
 
 
 def _now() -> int:
@@ -356,7 +346,7 @@ async def cohort_verify(
             cohort,
             now=_now(),
             actor=principal_of(request).name,
-            tolerances=tolerances(settings),
+            tolerances=tolerances_of(settings),
             page_size=settings.coexist.page_size,
         )
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import msgspec
 
 from audit.dbtypes import Conn
+from ledgerhook.settings import Settings
 from processors.coexist.authority import Authority, AuthorityBook
 from processors.coexist.compare import (
     Context,
@@ -37,7 +38,7 @@ from processors.coexist.prices import PriceMap
 from processors.coexist.report import Accumulator, Changes, RunSummary, Signature
 from processors.model import Body, Customer, Subscription
 
-__all__ = ["AuthorityView", "RunReport", "Schema", "run_verification"]
+__all__ = ["AuthorityView", "RunReport", "Schema", "run_verification", "tolerances_of"]
 
 Schema = Literal["processors", "processors_replay"]
 _body: msgspec.json.Decoder[Body] = msgspec.json.Decoder(Body)
@@ -76,6 +77,15 @@ class RunReport(msgspec.Struct, frozen=True, kw_only=True):
     authority: AuthorityView
     summary: RunSummary
     changes: Changes
+
+
+def tolerances_of(settings: Settings) -> Tolerances:
+    c = settings.coexist
+    return Tolerances(
+        period_seconds=c.period_tolerance_seconds,
+        amount_minor=c.amount_tolerance_minor,
+        grace_seconds=c.grace_seconds,
+    )
 
 
 def _page_sql(schema: Schema) -> str:
