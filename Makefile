@@ -11,7 +11,7 @@ PORT    ?= 8000
 export LEDGERHOOK_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ledgerhook
 export LEDGERHOOK_REDIS_URL    ?= redis://127.0.0.1:6379/0
 
-.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-tools clean
+.PHONY: install services run demo test deploy-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench-coexist bench bench-soak bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,7 @@ INGEST_ARGS ?=
 E2E_ARGS    ?=
 APPLY_ARGS  ?=
 SOAK_ARGS   ?=
+COEXIST_ARGS ?=
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
@@ -92,6 +93,10 @@ bench-e2e: install services bench-tools
 
 bench-apply: install services
 	$(BIN)/python -m bench.apply $(APPLY_ARGS)
+
+# Provider migration: verifying a cohort of 100 000 linked subscription pairs (no servers, no wrk).
+bench-coexist: install services
+	$(BIN)/python -m bench.coexist $(COEXIST_ARGS)
 
 bench-soak: install services bench-tools
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -309,8 +309,10 @@ def compare_subscriptions(
     target_ref: Ref,
     prices: PriceMap,
     ctx: Context,
+    priced: tuple[int, int] | None = None,
 ) -> list[Check]:
-    """Every check that is not a plain match, in a fixed order."""
+    """Every check that is not a plain match, in a fixed order. ``priced``: both sides'
+    :func:`priced_mrr` when the caller has them already."""
     if source is None or target is None:
         return _missing(source, target)
     status = _status(source, target, ctx)
@@ -318,7 +320,7 @@ def compare_subscriptions(
     if (source.currency or "") != (target.currency or ""):
         out.append(_mismatch("currency", source.currency, target.currency, "currencies differ"))
     out += _items(source, target, source=source_ref, target=target_ref, prices=prices, ctx=ctx)
-    sm, tm = priced_mrr(source), priced_mrr(target)
+    sm, tm = priced or (priced_mrr(source), priced_mrr(target))
     if abs(sm - tm) > ctx.tolerances.amount_minor:
         out.append(_mismatch("mrr", sm, tm, "monthly recurring amounts differ"))
     for check in (

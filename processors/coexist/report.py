@@ -75,24 +75,29 @@ class Accumulator:
         if len(keys) < SAMPLE:
             keys.append(key)
 
-    def _money(self, side: int, sub: Subscription | None) -> None:
+    def _money(self, side: int, sub: Subscription | None, priced: int | None) -> None:
         if sub is None:
             return
         t = self._totals.setdefault(sub.currency or "?", _Totals())
         t.count[side] += 1
         t.mrr[side] += sub.mrr
-        t.priced[side] += priced_mrr(sub)
+        t.priced[side] += priced_mrr(sub) if priced is None else priced
 
     def add(
-        self, r: PairResult, source: Subscription | None = None, target: Subscription | None = None
+        self,
+        r: PairResult,
+        source: Subscription | None = None,
+        target: Subscription | None = None,
+        priced: tuple[int, int] | None = None,
     ) -> None:
+        """Fold one pair in; ``priced``: both sides' priced MRR, when already computed."""
         self._counts["pairs"] += 1
         self._counts[r.kind] += 1
         self._verdicts[r.verdict] += 1
         for c in r.checks:
             self._kinds[c.kind] = self._kinds.get(c.kind, 0) + 1
-        self._money(0, source)
-        self._money(1, target)
+        self._money(0, source, priced[0] if priced else None)
+        self._money(1, target, priced[1] if priced else None)
         before = self._previous.get(r.pair_key)
         if before is not None:
             self._seen_previous.add(r.pair_key)

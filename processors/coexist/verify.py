@@ -28,6 +28,7 @@ from processors.coexist.compare import (
     Tolerances,
     compare_customers,
     compare_subscriptions,
+    priced_mrr,
     verdict_of,
 )
 from processors.coexist.cutover import load_events
@@ -88,58 +89,80 @@ def tolerances_of(settings: Settings) -> Tolerances:
     )
 
 
-def _page_sql(schema: Schema) -> str:
+def _page_sql(schema: Schema, kind: str) -> str:
+    """One page of a cohort's links of one kind, with both sides' state rows (customers: only
+    whether they are there; their fields are not compared)."""
     assert schema in ("processors", "processors_replay")
-    join = "(x.provider, x.account, x.id) = (l.{side}_provider, l.{side}_account, l.{side}_id)"
+    assert kind in ("customer", "subscription")
+
+    def join(alias: str, side: str) -> str:
+        return (
+            f"({alias}.provider, {alias}.account, {alias}.id) = "
+            f"(l.{side}_provider, l.{side}_account, l.{side}_id)"
+        )
+
+    if kind == "customer":
+        table = f"{schema}.customers"
+        state = (
+            "NULL::text AS s_data, (s.id IS NOT NULL AND NOT s.deleted) AS s_present, "
+            "NULL::text AS t_data, (t.id IS NOT NULL AND NOT t.deleted) AS t_present"
+        )
+    else:
+        table = f"{schema}.subscriptions"
+        state = (
+            "s.data::text AS s_data, s.deleted AS s_deleted, s.id IS NOT NULL AS s_present, "
+            "t.data::text AS t_data, t.deleted AS t_deleted, t.id IS NOT NULL AS t_present"
+        )
     return f"""
         SELECT l.id, l.kind, l.billing_account,
                l.source_provider, l.source_account, l.source_id,
-               l.target_provider, l.target_account, l.target_id,
-               coalesce(sc.data, ss.data)::text AS s_data, coalesce(sc.deleted, ss.deleted) AS s_deleted,
-               coalesce(tc.data, ts.data)::text AS t_data, coalesce(tc.deleted, ts.deleted) AS t_deleted
+               l.target_provider, l.target_account, l.target_id, {state}
         FROM coexist.links l
-        LEFT JOIN {schema}.customers sc ON l.kind = 'customer' AND {join.replace("x.", "sc.").format(side="source")}
-        LEFT JOIN {schema}.subscriptions ss ON l.kind = 'subscription' AND {join.replace("x.", "ss.").format(side="source")}
-        LEFT JOIN {schema}.customers tc ON l.kind = 'customer' AND {join.replace("x.", "tc.").format(side="target")}
-        LEFT JOIN {schema}.subscriptions ts ON l.kind = 'subscription' AND {join.replace("x.", "ts.").format(side="target")}
-        WHERE l.cohort = $1 AND l.id > $2
+        LEFT JOIN {table} s ON {join("s", "source")}
+        LEFT JOIN {table} t ON {join("t", "target")}
+        WHERE l.cohort = $1 AND l.kind = '{kind}' AND l.id > $2
         ORDER BY l.id
         LIMIT $3
     """
 
 
-def _decode(data: str | None, deleted: bool | None) -> Body | None:
+def _subscription(data: str | None, deleted: bool | None) -> Subscription | None:
     if data is None:
         return None
     body = _body.decode(data)
-    if deleted:
-        # A deleted subscription has ended; a deleted customer is gone from the provider.
-        if isinstance(body, Subscription):
-            return msgspec.structs.replace(body, status="canceled")
+    if not isinstance(body, Subscription):
         return None
-    return body
+    # A deleted subscription has ended, whatever its last snapshot said.
+    return msgspec.structs.replace(body, status="canceled") if deleted else body
 
 
 def _ref(r: Any, side: str) -> Ref:
     return Ref(provider=r[f"{side}_provider"], account=r[f"{side}_account"], id=r[f"{side}_id"])
 
 
+class Compared(msgspec.Struct, frozen=True, kw_only=True):
+    result: PairResult
+    source: Subscription | None = None
+    target: Subscription | None = None
+    # Both sides' priced MRR (subscriptions present on both sides only).
+    priced: tuple[int, int] | None = None
+
+
 def compare_row(
     r: Any, book: AuthorityBook, cohort: str, prices: PriceMap, tolerances: Tolerances
-) -> tuple[PairResult, Subscription | None, Subscription | None]:
-    """One page row -> its result (and the subscriptions, for the totals)."""
+) -> Compared:
+    """One page row -> its result, with what the totals need."""
     source, target = _ref(r, "source"), _ref(r, "target")
-    s = _decode(r["s_data"], r["s_deleted"])
-    t = _decode(r["t_data"], r["t_deleted"])
-    subs: tuple[Subscription | None, Subscription | None] = (None, None)
+    ss = ts = None
+    priced = None
     checks: list[Check]
     if r["kind"] == "customer":
         checks = compare_customers(
-            s if isinstance(s, Customer) else None, t if isinstance(t, Customer) else None
+            Customer() if r["s_present"] else None, Customer() if r["t_present"] else None
         )
     else:
-        ss = s if isinstance(s, Subscription) else None
-        ts = t if isinstance(t, Subscription) else None
+        ss = _subscription(r["s_data"], r["s_deleted"])
+        ts = _subscription(r["t_data"], r["t_deleted"])
         a = book.resolve(cohort, r["billing_account"])
         ctx = Context(
             now=book.now,
@@ -148,10 +171,11 @@ def compare_row(
             cutover_at=a.cutover_at,
             tolerances=tolerances,
         )
+        if ss is not None and ts is not None:
+            priced = (priced_mrr(ss), priced_mrr(ts))
         checks = compare_subscriptions(
-            ss, ts, source_ref=source, target_ref=target, prices=prices, ctx=ctx
+            ss, ts, source_ref=source, target_ref=target, prices=prices, ctx=ctx, priced=priced
         )
-        subs = (ss, ts)
     result = PairResult(
         pair_key=f"{r['kind']}:{source}",
         kind=r["kind"],
@@ -161,7 +185,58 @@ def compare_row(
         verdict=verdict_of(checks),
         checks=tuple(checks),
     )
-    return result, subs[0], subs[1]
+    return Compared(result=result, source=ss, target=ts, priced=priced)
+
+
+class _Walk:
+    """One run's pass over its pairs: compare a page, fold it, COPY its non-matching results."""
+
+    def __init__(
+        self,
+        *,
+        conn: Conn,
+        cohort: str,
+        run_id: int,
+        acc: Accumulator,
+        book: AuthorityBook,
+        prices: PriceMap,
+        tolerances: Tolerances,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.conn, self.cohort, self.run_id, self.acc = conn, cohort, run_id, acc
+        self.book, self.prices, self.tolerances, self.progress = book, prices, tolerances, progress
+
+    async def pages(self, sql: str, page_size: int) -> None:
+        last = 0
+        while True:
+            rows = await self.conn.fetch(sql, self.cohort, last, page_size)
+            if not rows:
+                return
+            last = rows[-1]["id"]
+            records = []
+            for r in rows:
+                c = compare_row(r, self.book, self.cohort, self.prices, self.tolerances)
+                result = c.result
+                self.acc.add(result, c.source, c.target, c.priced)
+                if result.verdict != "match":
+                    records.append(
+                        (
+                            self.run_id,
+                            result.pair_key,
+                            result.kind,
+                            result.billing_account,
+                            result.source,
+                            result.target,
+                            result.verdict,
+                            _checks_encoder.encode(result.checks).decode(),
+                        )
+                    )
+            if records:
+                await self.conn.copy_records_to_table(
+                    "run_results", schema_name="coexist", records=records
+                )
+            if self.progress is not None:
+                self.progress(len(rows))
 
 
 async def _previous(
@@ -224,37 +299,19 @@ async def run_verification(
             now,
             previous_id,
         )
-        acc = Accumulator(previous)
-        sql = _page_sql(schema)
-        last = 0
-        while True:
-            rows = await conn.fetch(sql, cohort, last, page_size)
-            if not rows:
-                break
-            last = rows[-1]["id"]
-            records = []
-            for r in rows:
-                result, s, t = compare_row(r, book, cohort, prices, tolerances)
-                acc.add(result, s, t)
-                if result.verdict != "match":
-                    records.append(
-                        (
-                            run_id,
-                            result.pair_key,
-                            result.kind,
-                            result.billing_account,
-                            result.source,
-                            result.target,
-                            result.verdict,
-                            _checks_encoder.encode(result.checks).decode(),
-                        )
-                    )
-            if records:
-                await conn.copy_records_to_table(
-                    "run_results", schema_name="coexist", records=records
-                )
-            if progress is not None:
-                progress(len(rows))
+        walk = _Walk(
+            conn=conn,
+            cohort=cohort,
+            run_id=run_id,
+            acc=Accumulator(previous),
+            book=book,
+            prices=prices,
+            tolerances=tolerances,
+            progress=progress,
+        )
+        for kind in ("customer", "subscription"):
+            await walk.pages(_page_sql(schema, kind), page_size)
+        acc = walk.acc
         report = RunReport(
             run_id=run_id,
             cohort=cohort,

@@ -53,7 +53,8 @@ CREATE TABLE coexist.links (
     CHECK (source_provider <> target_provider)
 );
 CREATE UNIQUE INDEX links_billing_account ON coexist.links (billing_account) WHERE kind = 'customer';
-CREATE INDEX links_cohort ON coexist.links (cohort, id);
+-- Verification walks a cohort's links of one kind in id order.
+CREATE INDEX links_cohort ON coexist.links (cohort, kind, id);
 CREATE INDEX links_account ON coexist.links (billing_account, kind);
 
 CREATE TABLE coexist.linked_objects (
