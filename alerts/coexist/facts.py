@@ -28,7 +28,7 @@ from audit.dbtypes import Conn
 from ledgerhook.settings import Settings
 from processors.coexist.authority import AuthorityBook, side_at, timeline
 from processors.coexist.cutover import load_events
-from processors.coexist.links import tagged_unlinked
+from processors.coexist.metadata import tagged_unlinked
 
 __all__ = ["gather_coexist"]
 

@@ -24,7 +24,7 @@ from alerts.coexist.rules import COEXIST_RULES
 from alerts.model import Facts
 from alerts.rules import evaluate
 from ledgerhook.settings import Settings
-from processors.coexist.links import link_from_metadata
+from processors.coexist.metadata import link_from_metadata
 
 __all__ = ["CoexistSweep", "coexist_cron_jobs", "coexist_sweep"]
 

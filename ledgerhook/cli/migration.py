@@ -157,7 +157,7 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 
 def cmd_link_metadata(args: argparse.Namespace) -> int:
-    from processors.coexist.links import link_from_metadata
+    from processors.coexist.metadata import link_from_metadata
 
     settings = load_settings()
     c = settings.coexist
@@ -196,7 +196,7 @@ def cmd_unlink(args: argparse.Namespace) -> int:
 def cmd_prices(args: argparse.Namespace) -> int:
     from processors.coexist.errors import CoexistError
     from processors.coexist.imports import parse_prices
-    from processors.coexist.links import import_prices
+    from processors.coexist.price_store import import_prices
 
     settings = load_settings()
     fmt = _format(args.file, args.format)

@@ -6,7 +6,8 @@ link and price imports), :mod:`~.authority` (which side is authoritative when),
 :mod:`~.report` (run summaries and the diff with the previous run).
 
 I/O modules take a connection (the caller owns the transaction): :mod:`~.links` (imports,
-metadata links, unlinking), :mod:`~.cutover` (plan, cut over, roll back), :mod:`~.verify`
+unlinking), :mod:`~.metadata` (links from a metadata key), :mod:`~.price_store` (the price
+map), :mod:`~.cutover` (plan, cut over, roll back), :mod:`~.verify`
 (streamed verification runs over a state schema, the replay's included), :mod:`~.queries`
 (reads for the API and the state routes). :mod:`~.routes` is the HTTP API (``/migration``).
 

@@ -7,8 +7,8 @@ an existing link is *unchanged* (re-importing a file is harmless); a line that c
 (the object already linked to another, in another cohort, a billing account taken) is a
 :class:`LinkConflict` naming the line. ``coexist.linked_objects``' primary key backs the checks.
 
-Links from metadata (:func:`link_from_metadata`) use the same path but skip what conflicts:
-those objects stay unlinked, and the ``coexist_orphan`` alert names them.
+Links from metadata (:mod:`processors.coexist.metadata`) use the same path but skip what
+conflicts: those objects stay unlinked, and the ``coexist_orphan`` alert names them.
 """
 
 from __future__ import annotations
@@ -21,23 +21,24 @@ import asyncpg
 import msgspec
 
 from audit.dbtypes import Conn
-from ledgerhook.settings import CoexistSettings, Settings
+from ledgerhook.settings import Settings
 from processors.coexist.errors import InvalidImport, LinkConflict, MigrationNotFound
-from processors.coexist.imports import Format, valid_name
-from processors.coexist.model import PROVIDERS, LinkKind, LinkLine, PriceLine, Ref
+from processors.coexist.imports import Format
+from processors.coexist.model import PROVIDERS, LinkKind, LinkLine, Ref
 
 __all__ = [
+    "LOCK",
     "ImportResult",
-    "MetadataResult",
     "default_accounts",
+    "derived_billing_account",
     "import_links",
-    "import_prices",
-    "link_from_metadata",
-    "load_prices",
+    "new_import",
+    "settle_and_insert",
     "unlink",
 ]
 
-_LOCK = "coexist\x1flinks"
+# Link and price writers take turns under this advisory lock.
+LOCK = "coexist\x1flinks"
 ObjectKey = tuple[str, str, str, str]  # kind, provider, account, id
 
 
@@ -46,12 +47,6 @@ class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     lines: int
     linked: int
     unchanged: int
-
-
-class MetadataResult(msgspec.Struct, frozen=True, kw_only=True):
-    linked: int
-    # Objects tagged by the migration that could not be linked, and why.
-    skipped: list[str] = []
 
 
 class _Existing(msgspec.Struct, frozen=True, kw_only=True):
@@ -354,7 +349,7 @@ async def _insert(
     )
 
 
-async def _new_import(
+async def new_import(
     conn: Conn,
     *,
     what: Literal["links", "prices"],
@@ -379,6 +374,16 @@ async def _new_import(
     return value
 
 
+async def settle_and_insert(
+    conn: Conn, lines: Sequence[LinkLine], *, evidence: Mapping[int, str]
+) -> tuple[int, list[str]]:
+    """Metadata links: make what fits, skip what conflicts; (links made, skipped with why).
+    The caller holds :data:`LOCK` in its transaction."""
+    plans, _, skipped = await _settle(conn, lines, on_conflict="skip", fmt=None)
+    await _insert(conn, plans, origin="metadata", actor="system", import_id=None, evidence=evidence)
+    return len(plans), skipped
+
+
 async def import_links(
     conn: Conn,
     lines: Sequence[LinkLine],
@@ -390,11 +395,11 @@ async def import_links(
 ) -> ImportResult:
     """Apply a parsed import, all or nothing (:class:`LinkConflict`, :class:`InvalidImport`)."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", LOCK)
         plans, unchanged, _ = await _settle(conn, lines, on_conflict="raise", fmt=fmt)
         import_id = None
         if plans:
-            import_id = await _new_import(
+            import_id = await new_import(
                 conn,
                 what="links",
                 origin=origin,
@@ -415,106 +420,6 @@ async def import_links(
     )
 
 
-_TAGGED = {
-    "customer": """
-        SELECT c.account, c.id, c.data->'metadata'->>$2 AS source_id,
-               c.data->'metadata'->>$3 AS cohort, c.last_delivery_id
-        FROM {schema}.customers c
-        WHERE c.provider = $1 AND NOT c.deleted AND c.data->'metadata' ? $2
-          AND NOT EXISTS (SELECT 1 FROM coexist.linked_objects o WHERE o.kind = 'customer'
-                          AND (o.provider, o.account, o.id) = (c.provider, c.account, c.id))
-        ORDER BY c.account, c.id
-    """,
-    "subscription": """
-        SELECT s.account, s.id, s.data->'metadata'->>$2 AS source_id,
-               s.data->'metadata'->>$3 AS cohort, s.last_delivery_id
-        FROM {schema}.subscriptions s
-        WHERE s.provider = $1 AND NOT s.deleted AND s.data->'metadata' ? $2
-          AND NOT EXISTS (SELECT 1 FROM coexist.linked_objects o WHERE o.kind = 'subscription'
-                          AND (o.provider, o.account, o.id) = (s.provider, s.account, s.id))
-        ORDER BY s.account, s.id
-    """,
-}
-
-
-async def tagged_unlinked(
-    conn: Conn, cfg: CoexistSettings, kind: LinkKind, *, schema: str = "processors"
-) -> list[tuple[Ref, str, str | None, int]]:
-    """Target objects the migration tagged (metadata key present) that have no link:
-    (object, source id named, cohort named, the delivery that last changed it)."""
-    assert schema in ("processors", "processors_replay")
-    key = cfg.customer_metadata_key if kind == "customer" else cfg.subscription_metadata_key
-    if not key:
-        return []
-    rows = await conn.fetch(
-        _TAGGED[kind].format(schema=schema),
-        cfg.metadata_target,
-        key,
-        cfg.cohort_metadata_key or "",
-    )
-    return [
-        (
-            Ref(provider=cfg.metadata_target, account=r["account"], id=r["id"]),
-            r["source_id"],
-            r["cohort"],
-            r["last_delivery_id"],
-        )
-        for r in rows
-    ]
-
-
-async def link_from_metadata(conn: Conn, settings: Settings) -> MetadataResult:
-    """Link every tagged, unlinked target object to the source object its metadata names.
-
-    Customers first, so that their subscriptions find a billing account in the same call. What
-    cannot be linked (a conflict, an unknown billing account, a bad cohort name) is skipped
-    and reported; it stays an orphan until fixed.
-    """
-    cfg = settings.coexist
-    source_account = cfg.metadata_source_account or default_accounts(settings).get(
-        cfg.metadata_source, ""
-    )
-    linked = 0
-    skipped: list[str] = []
-    if not source_account:
-        return MetadataResult(
-            linked=0, skipped=["no source account: set COEXIST__METADATA_SOURCE_ACCOUNT"]
-        )
-    kinds: tuple[LinkKind, ...] = ("customer", "subscription")
-    for kind in kinds:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK)
-            tagged = await tagged_unlinked(conn, cfg, kind)
-            lines: list[LinkLine] = []
-            evidence: dict[int, str] = {}
-            key = cfg.customer_metadata_key if kind == "customer" else cfg.subscription_metadata_key
-            for n, (target, source_id, cohort, delivery) in enumerate(tagged, start=1):
-                if not source_id or (cohort is not None and not valid_name(cohort)):
-                    skipped.append(f"{target}: metadata names no usable source id or cohort")
-                    continue
-                lines.append(
-                    LinkLine(
-                        line=n,
-                        kind=kind,
-                        cohort=(cohort or cfg.default_cohort) if kind == "customer" else cohort,
-                        source=Ref(
-                            provider=cfg.metadata_source, account=source_account, id=source_id
-                        ),
-                        target=target,
-                    )
-                )
-                evidence[n] = f"{target} metadata.{key} (delivery {delivery})"
-            if not lines:
-                continue
-            plans, _, more = await _settle(conn, lines, on_conflict="skip", fmt=None)
-            skipped += more
-            await _insert(
-                conn, plans, origin="metadata", actor="system", import_id=None, evidence=evidence
-            )
-            linked += len(plans)
-    return MetadataResult(linked=linked, skipped=skipped)
-
-
 async def unlink(
     conn: Conn,
     kind: LinkKind,
@@ -530,7 +435,7 @@ async def unlink(
     first, so that no subscription link is left without an account.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", LOCK)
         found = (await _existing(conn, [_key(kind, ref)])).get(_key(kind, ref))
         if found is None:
             raise MigrationNotFound(f"{kind} {ref} is not linked")
@@ -560,97 +465,3 @@ async def unlink(
         )
         await conn.execute("DELETE FROM coexist.links WHERE id = $1", found.link_id)
     return found.link_id
-
-
-async def import_prices(
-    conn: Conn,
-    lines: Sequence[PriceLine],
-    *,
-    actor: str,
-    origin: Literal["cli", "api"],
-    source: str,
-    fmt: Format,
-) -> ImportResult:
-    """Set price map entries (a later import replaces an entry; the history keeps both)."""
-    seen: dict[tuple[str, str, str], PriceLine] = {}
-    for ln in lines:
-        k = (ln.source_provider, ln.source_price, ln.target_provider)
-        twin = seen.get(k)
-        if twin is not None and twin.target_price != ln.target_price:
-            raise LinkConflict(
-                f"{'item' if fmt == 'json' else 'line'} {ln.line}: {ln.source_price} maps to "
-                f"{twin.target_price} on line {twin.line} already"
-            )
-        seen[k] = ln
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _LOCK)
-        rows = await conn.fetch(
-            """
-            SELECT p.source_provider, p.source_price, p.target_provider, p.target_price
-            FROM coexist.prices p
-            JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(sp, s, tp)
-              ON (p.source_provider, p.source_price, p.target_provider) = (k.sp, k.s, k.tp)
-            """,
-            [k[0] for k in seen],
-            [k[1] for k in seen],
-            [k[2] for k in seen],
-        )
-        current = {(r[0], r[1], r[2]): r[3] for r in rows}
-        changed = [ln for k, ln in seen.items() if current.get(k) != ln.target_price]
-        if not changed:
-            return ImportResult(import_id=None, lines=len(lines), linked=0, unchanged=len(lines))
-        import_id = await _new_import(
-            conn,
-            what="prices",
-            origin=origin,
-            source=source,
-            fmt=fmt,
-            actor=actor,
-            lines=len(lines),
-            applied=len(changed),
-        )
-        args = (
-            [ln.source_provider for ln in changed],
-            [ln.source_price for ln in changed],
-            [ln.target_provider for ln in changed],
-            [ln.target_price for ln in changed],
-            [
-                current.get((ln.source_provider, ln.source_price, ln.target_provider))
-                for ln in changed
-            ],
-        )
-        await conn.execute(
-            """
-            INSERT INTO coexist.price_events (source_provider, source_price, target_provider,
-                target_price, previous_price, import_id)
-            SELECT sp, s, tp, t, prev, $6
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(sp, s, tp, t, prev)
-            """,
-            *args,
-            import_id,
-        )
-        await conn.execute(
-            """
-            INSERT INTO coexist.prices (source_provider, source_price, target_provider, target_price, import_id)
-            SELECT sp, s, tp, t, $5
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(sp, s, tp, t)
-            ON CONFLICT (source_provider, source_price, target_provider) DO UPDATE
-                SET target_price = EXCLUDED.target_price, import_id = EXCLUDED.import_id,
-                    updated_at = now()
-            """,
-            *args[:4],
-            import_id,
-        )
-    return ImportResult(
-        import_id=import_id,
-        lines=len(lines),
-        linked=len(changed),
-        unchanged=len(lines) - len(changed),
-    )
-
-
-async def load_prices(conn: Conn) -> list[tuple[str, str, str, str]]:
-    rows = await conn.fetch(
-        "SELECT source_provider, source_price, target_provider, target_price FROM coexist.prices"
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -27,14 +27,9 @@ from processors.coexist import queries
 from processors.coexist.cutover import change_authority
 from processors.coexist.errors import InvalidChange, InvalidImport
 from processors.coexist.imports import Format, parse_links, parse_prices
-from processors.coexist.links import (
-    ImportResult,
-    default_accounts,
-    import_links,
-    import_prices,
-    unlink,
-)
+from processors.coexist.links import ImportResult, default_accounts, import_links, unlink
 from processors.coexist.model import Action, Ref
+from processors.coexist.price_store import import_prices
 from processors.coexist.render import results_csv_header, results_csv_rows
 from processors.coexist.verify import AuthorityView, RunReport, run_verification, tolerances_of
 

@@ -33,8 +33,8 @@ from processors.coexist.compare import (
 )
 from processors.coexist.cutover import load_events
 from processors.coexist.errors import MigrationNotFound
-from processors.coexist.links import load_prices
 from processors.coexist.model import Check, PairResult, Ref
+from processors.coexist.price_store import load_prices
 from processors.coexist.prices import PriceMap
 from processors.coexist.report import Accumulator, Changes, RunSummary, Signature
 from processors.model import Body, Customer, Subscription

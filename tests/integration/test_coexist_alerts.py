@@ -13,7 +13,8 @@ from alerts.coexist.sweep import coexist_sweep
 from ledgerhook.settings import CoexistSettings, Settings
 from processors.coexist.cutover import change_authority
 from processors.coexist.imports import parse_links, parse_prices
-from processors.coexist.links import default_accounts, import_links, import_prices
+from processors.coexist.links import default_accounts, import_links
+from processors.coexist.price_store import import_prices
 from tests.integration.coexist_helpers import (
     CUT,
     DAY,

@@ -13,7 +13,8 @@ from ledgerhook.app import create_app
 from ledgerhook.settings import CoexistSettings, Settings
 from processors.coexist.errors import InvalidImport, LinkConflict, MigrationNotFound
 from processors.coexist.imports import parse_links
-from processors.coexist.links import default_accounts, import_links, link_from_metadata, unlink
+from processors.coexist.links import default_accounts, import_links, unlink
+from processors.coexist.metadata import link_from_metadata
 from processors.coexist.model import Ref
 from tests.conftest import superuser
 from tests.integration.coexist_helpers import (

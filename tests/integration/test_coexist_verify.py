@@ -15,7 +15,8 @@ from ledgerhook.settings import Settings
 from processors.coexist.cutover import change_authority
 from processors.coexist.errors import AuthorityConflict, InvalidChange, MigrationNotFound
 from processors.coexist.imports import parse_links, parse_prices
-from processors.coexist.links import default_accounts, import_links, import_prices
+from processors.coexist.links import default_accounts, import_links
+from processors.coexist.price_store import import_prices
 from processors.coexist.queries import account_detail, cohort_detail, iter_results
 from processors.coexist.verify import RunReport, run_verification
 from processors.replay import rebuild
