@@ -71,6 +71,13 @@ async def test_coexistence_alerts_raise_and_resolve(
         [
             ("chargebee", cb_subscription(customer_id=f"x{t}", sub_id=f"xs{t}", version=v)),
             ("chargebee", cb_customer(customer_id=f"y{t}", version=v)),
+            # a second Chargebee subscription of x that nobody migrates
+            (
+                "chargebee",
+                cb_subscription(
+                    customer_id=f"x{t}", sub_id=f"xs2{t}", version=v + 1, price="addon"
+                ),
+            ),
             ("stripe", stripe_customer(cus_id=f"cus_x{t}", created=CUT - 9 * DAY)),
             (
                 "stripe",
@@ -226,7 +233,11 @@ async def test_coexistence_alerts_raise_and_resolve(
     )
     await coexist_sweep(pool, settings, at(CUT + 12 * 3600))  # within the grace period
     alerts = await _open(pool)
-    assert set(alerts) == {("coexist_wrong_side", f"{ba}:chargebee")}
+    assert set(alerts) == {
+        ("coexist_wrong_side", f"{ba}:chargebee"),
+        # the unmigrated subscription, left behind on Chargebee by the cut-over
+        ("coexist_orphan", f"subscription:chargebee/acme-test/xs2{t}"),
+    }
     assert (
         "quantity_changed chargebee/acme-test/xs"
         in alerts[("coexist_wrong_side", f"{ba}:chargebee")]["summary"]
@@ -236,7 +247,7 @@ async def test_coexistence_alerts_raise_and_resolve(
     both = alerts[("coexist_both_active", f"{ba}:chargebee/acme-test/xs{t}")]
     assert both["provider"] == "chargebee"
 
-    # Chargebee's subscription is cancelled: both alerts resolve; the gate passes.
+    # Chargebee's subscriptions are cancelled: the three alerts resolve; the gate passes.
     await apply_events(
         pool,
         [
@@ -244,19 +255,20 @@ async def test_coexistence_alerts_raise_and_resolve(
                 "chargebee",
                 cb_subscription(
                     customer_id=f"x{t}",
-                    sub_id=f"xs{t}",
+                    sub_id=sub,
                     version=(CUT + 2 * DAY) * 1000,
-                    qty=1,
+                    price=price,
                     status="cancelled",
                     term_start=CUT - 30 * DAY,
                     term_end=CUT - 1,
                     event_type="subscription_cancelled",
                 ),
             )
+            for sub, price in ((f"xs{t}", "team-EUR-monthly"), (f"xs2{t}", "addon"))
         ],
     )
     report = await coexist_sweep(pool, settings, at(CUT + 2 * DAY + 60))
-    assert len(report.resolved) == 2
+    assert len(report.resolved) == 3
     assert await _open(pool) == {}
     gated = await gate(pool, settings, cohort, actor="t", now=at(CUT + 2 * DAY + 120))
     assert gated.ok, gated.problems
