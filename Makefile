@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 HOST    ?= 127.0.0.1
 PORT    ?= 8000
 
-.PHONY: install services run demo test readme-tools deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench bench-soak bench-console bench-sync bench-tools clean
+.PHONY: install services run demo test readme-tools deploy-tools browser-tools deploy-check lint typecheck pytest soak format bench-ingest bench-e2e bench-apply bench-coexist bench bench-soak bench-console bench-sync bench-tools clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,7 @@ APPLY_ARGS  ?=
 SOAK_ARGS   ?=
 CONSOLE_ARGS ?=
 SYNC_ARGS   ?=
+COEXIST_ARGS ?=
 
 bench-tools:
 	@command -v wrk >/dev/null || { echo "bench: installing wrk (Debian package)" >&2; \
@@ -118,6 +119,10 @@ bench-e2e: install services bench-tools
 
 bench-apply: install services
 	$(BIN)/python -m bench.apply $(APPLY_ARGS)
+
+# Provider migration: verifying a cohort of 100 000 linked subscription pairs (no servers, no wrk).
+bench-coexist: install services
+	$(BIN)/python -m bench.coexist $(COEXIST_ARGS)
 
 bench-soak: install services bench-tools
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

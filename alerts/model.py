@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from alerts.coexist.model import CoexistFacts
 from ledgerhook.settings import AlertSettings
 
 __all__ = [
@@ -48,6 +49,10 @@ RuleName = Literal[
     "reconciliation_failing",
     "state_drift",
     "provider_api",
+    "coexist_double_billing",
+    "coexist_both_active",
+    "coexist_wrong_side",
+    "coexist_orphan",
 ]
 RULES: tuple[RuleName, ...] = (
     "out_of_order",
@@ -62,6 +67,10 @@ RULES: tuple[RuleName, ...] = (
     "reconciliation_failing",
     "state_drift",
     "provider_api",
+    "coexist_double_billing",
+    "coexist_both_active",
+    "coexist_wrong_side",
+    "coexist_orphan",
 )
 
 
@@ -225,3 +234,5 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_failures: tuple[ReconcileFailure, ...] = ()
     drifts: tuple[StateDrift, ...] = ()
     api_failures: tuple[ApiFailure, ...] = ()
+    # Provider migration (alerts.coexist): gathered by the coexistence sweep only.
+    coexist: CoexistFacts | None = None

@@ -26,6 +26,8 @@ come from ``facts.config`` (``AlertSettings``, env ``LEDGERHOOK_ALERTS__*``):
   naming the fields; the drift check resolves it when the object matches again);
 - ``provider_api``: a provider's API failed ``provider_api_failures_threshold`` runs of sync or
   drift checks in a row, after every retry.
+- ``coexist_*``: provider migration (double billing, both active after a cut-over, activity
+  on the side that is not authoritative, orphans), see :mod:`alerts.coexist.rules`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from alerts.coexist import rules as coexist
 from alerts.model import Anomaly, ApiFailure, Facts, Finding, RuleName, StateDrift
 
 __all__ = ["RULES", "Rule", "drift_subject", "evaluate"]
@@ -415,6 +418,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("reconciliation_failing", reconciliation_failing),
     ("state_drift", state_drift),
     ("provider_api", provider_api),
+    ("coexist_double_billing", coexist.double_billing),
+    ("coexist_both_active", coexist.both_active),
+    ("coexist_wrong_side", coexist.wrong_side),
+    ("coexist_orphan", coexist.orphan),
 )
 
 

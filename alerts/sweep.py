@@ -259,6 +259,9 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             **_every(settings.alerts.integrity_interval_seconds),
         ),
     ]
+    from alerts.coexist.sweep import coexist_cron_jobs
+
+    jobs += coexist_cron_jobs(settings)
     if configured_providers(settings) and settings.reconcile.interval_seconds > 0:
         jobs.append(
             cron(

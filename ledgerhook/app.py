@@ -66,6 +66,13 @@ from ledgerhook.gc_tuning import freeze_startup_objects
 from ledgerhook.http_errors import ErrorBody, code_for, error_response
 from ledgerhook.observability import RequestIdMiddleware, init_sentry
 from ledgerhook.settings import Settings
+from processors.coexist.errors import (
+    AuthorityConflict,
+    InvalidChange,
+    InvalidImport,
+    LinkConflict,
+    MigrationNotFound,
+)
 from processors.errors import (
     DeliveryNotFound,
     InvalidStateQuery,
@@ -166,8 +173,12 @@ def _alerts_error(request: Request[Any, Any, Any], exc: AlertsError) -> Error:
 
 
 def _processor_error(request: Request[Any, Any, Any], exc: ProcessorError) -> Error:
-    if isinstance(exc, StateNotFound | DeliveryNotFound):
+    if isinstance(exc, StateNotFound | DeliveryNotFound | MigrationNotFound):
         return error_response(404, str(exc) or "not found")
+    if isinstance(exc, InvalidImport | InvalidChange):
+        return error_response(400, str(exc))
+    if isinstance(exc, LinkConflict | AuthorityConflict):
+        return error_response(409, str(exc))
     if isinstance(exc, SyncNotConfigured):
         return error_response(400, str(exc), code="not_configured")
     if isinstance(exc, InvalidStateQuery | InvalidSyncRequest):
@@ -243,6 +254,7 @@ def route_handlers() -> list[Any]:
     from audit.tree_routes import routes as tree_routes
     from ingest.routes import routes as ingest_routes
     from ledgerhook.console import console_router
+    from processors.coexist.routes import routes as migration_routes
     from processors.routes import routes as state_routes
     from processors.sync.routes import routes as sync_routes
 
@@ -253,6 +265,7 @@ def route_handlers() -> list[Any]:
         *state_routes,
         *sync_routes,
         *alert_routes,
+        *migration_routes,
         console_router(EXCEPTION_HANDLERS),
     ]
 

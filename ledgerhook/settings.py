@@ -34,6 +34,7 @@ from ledgerhook.client_address import ProxyHeader, parse_networks
 __all__ = [
     "AlertSettings",
     "ApiSettings",
+    "CoexistSettings",
     "ConsoleSettings",
     "DriftSettings",
     "EndpointSettings",
@@ -263,6 +264,35 @@ class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
     secure_cookie: Literal["auto", "always"] = "auto"
 
 
+class CoexistSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Provider migration (processors.coexist, the coexistence alerts)."""
+
+    # Links from metadata: a ``target`` object whose metadata has ``customer_metadata_key``
+    # (``subscription_metadata_key``) is linked to the ``source`` object it names. Empty: off.
+    metadata_source: Provider = "chargebee"
+    metadata_target: Provider = "stripe"
+    customer_metadata_key: str = ""
+    subscription_metadata_key: str = ""
+    # Provider account of the source objects metadata names (default: the source provider's
+    # default endpoint account).
+    metadata_source_account: str = ""
+    # Metadata key naming the cohort; objects without it join ``default_cohort``.
+    cohort_metadata_key: str = ""
+    default_cohort: str = "default"
+    # Comparison tolerances: period ends this close are the same moment; money within this
+    # many minor units (0: exact).
+    period_tolerance_seconds: int = 60
+    amount_tolerance_minor: int = 0
+    # Both sides may bill for this long after a switch before it is a mismatch / an alert.
+    grace_seconds: int = 86_400
+    # A link may wait this long for its objects to arrive in the state before it is an orphan.
+    orphan_grace_seconds: int = 3_600
+    # The coexistence sweep (metadata links, then the coexistence alert rules); 0: off.
+    sweep_interval_seconds: int = 300
+    # Linked pairs read per page by a verification run.
+    page_size: int = 2_000
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: Secret
     # Used by ``ledgerhook migrate`` only (owner/superuser); defaults to database_url.
@@ -306,6 +336,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console: ConsoleSettings = ConsoleSettings()
     sync: SyncSettings = SyncSettings()
     drift: DriftSettings = DriftSettings()
+    coexist: CoexistSettings = CoexistSettings()
 
     @property
     def admin_url(self) -> Secret:
@@ -356,6 +387,7 @@ _SECTIONS = {
     "console",
     "sync",
     "drift",
+    "coexist",
 }
 # Comma-separated in the environment (sections as ``section__field``).
 _TUPLE_FIELDS = {"stripe_webhook_secrets", "chargebee_basic_auth", "api__trusted_proxies"}
@@ -555,6 +587,16 @@ def _check(settings: Settings) -> None:
         )
     if settings.console.session_ttl_seconds < 60:
         raise SettingsError("LEDGERHOOK_CONSOLE__SESSION_TTL_SECONDS: at least 60")
+    c = settings.coexist
+    if c.metadata_source == c.metadata_target:
+        raise SettingsError(
+            "LEDGERHOOK_COEXIST__METADATA_SOURCE / METADATA_TARGET: must be different providers"
+        )
+    if c.page_size <= 0 or c.grace_seconds < 0 or c.period_tolerance_seconds < 0:
+        raise SettingsError(
+            "LEDGERHOOK_COEXIST__PAGE_SIZE / GRACE_SECONDS / PERIOD_TOLERANCE_SECONDS: "
+            "must be positive (page size) or not negative"
+        )
     if settings.ingest.max_body_bytes <= 0 or settings.ingest.max_batch <= 0:
         raise SettingsError("LEDGERHOOK_INGEST__MAX_BODY_BYTES / MAX_BATCH: must be positive")
     if not 1 <= settings.sync.page_size <= 100:

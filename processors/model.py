@@ -21,6 +21,7 @@ __all__ = [
     "Body",
     "CreditNote",
     "Customer",
+    "Discount",
     "Invoice",
     "NeutralEvent",
     "ObjectType",
@@ -48,6 +49,9 @@ class Customer(msgspec.Struct, frozen=True, kw_only=True, tag="customer"):
     name: str | None = None
     currency: str | None = None
     created_at: int | None = None
+    # The provider's free-form metadata (Stripe ``metadata``, Chargebee ``meta_data``), values as
+    # text: migration tooling tags migrated objects here (``processors.coexist`` links on it).
+    metadata: dict[str, str] = {}
 
 
 class SubscriptionItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +62,18 @@ class SubscriptionItem(msgspec.Struct, frozen=True, kw_only=True):
     unit_amount: int = 0
     interval: Literal["day", "week", "month", "year"] = "month"
     interval_count: int = 1
+
+
+class Discount(msgspec.Struct, frozen=True, kw_only=True):
+    """A coupon or discount applied to a subscription. Neither value is known for a bare
+    reference (a Stripe discount id not expanded, a Chargebee ``coupons`` entry)."""
+
+    id: str
+    # Hundredths of a percent (12.5 % is 1250): exact, never a float.
+    percent_off: int | None = None
+    # A fixed amount off, minor units of ``currency``.
+    amount_off: int | None = None
+    currency: str | None = None
 
 
 class Subscription(msgspec.Struct, frozen=True, kw_only=True, tag="subscription"):
@@ -75,6 +91,9 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True, tag="subscription"
     ended_at: int | None = None
     # Normalised monthly recurring amount, minor units (see processors.mrr).
     mrr: int = 0
+    created_at: int | None = None
+    metadata: dict[str, str] = {}
+    discounts: tuple[Discount, ...] = ()
 
 
 class Invoice(msgspec.Struct, frozen=True, kw_only=True, tag="invoice"):
@@ -90,6 +109,9 @@ class Invoice(msgspec.Struct, frozen=True, kw_only=True, tag="invoice"):
     due_date: int | None = None
     paid_at: int | None = None
     number: str | None = None
+    # The service period the invoice bills (its subscription lines), for overlap checks.
+    period_start: int | None = None
+    period_end: int | None = None
 
 
 class Payment(msgspec.Struct, frozen=True, kw_only=True, tag="payment"):

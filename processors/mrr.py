@@ -12,7 +12,7 @@ taxes are not included.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from fractions import Fraction
+from math import lcm
 
 from processors.model import SubscriptionItem
 
@@ -20,27 +20,30 @@ __all__ = ["BILLING_STATUSES", "monthly_amount"]
 
 BILLING_STATUSES = frozenset({"active", "past_due"})
 
-_PER_MONTH = {
-    "month": Fraction(1),
-    "year": Fraction(1, 12),
-    "week": Fraction(52, 12),
-    "day": Fraction(365, 12),
-}
+# Twelfths of a month per interval: a month is 12/12, a year 1/12, a week 52/12, a day 365/12.
+# Integer numerators over one common denominator keep the sum exact without Fraction objects,
+# which cost ~10x more (verifying a 100 000-pair migration cohort computes it 200 000 times).
+_TWELFTHS = {"month": 12, "year": 1, "week": 52, "day": 365}
 
 
-def _round_half_away(x: Fraction) -> int:
-    n = abs(x)
-    whole = n.numerator // n.denominator
-    if n - whole >= Fraction(1, 2):
+def _round_half_away(numerator: int, denominator: int) -> int:
+    whole, rest = divmod(abs(numerator), denominator)
+    if 2 * rest >= denominator:
         whole += 1
-    return whole if x >= 0 else -whole
+    return whole if numerator >= 0 else -whole
 
 
 def monthly_amount(status: str, items: Iterable[SubscriptionItem]) -> int:
     if status not in BILLING_STATUSES:
         return 0
-    total = Fraction(0)
-    for item in items:
-        count = max(item.interval_count, 1)
-        total += Fraction(item.unit_amount * item.quantity) * _PER_MONTH[item.interval] / count
-    return _round_half_away(total)
+    parts = [
+        (
+            item.unit_amount * item.quantity * _TWELFTHS[item.interval],
+            12 * max(item.interval_count, 1),
+        )
+        for item in items
+    ]
+    if not parts:
+        return 0
+    denominator = lcm(*(d for _, d in parts))
+    return _round_half_away(sum(n * (denominator // d) for n, d in parts), denominator)

@@ -9,6 +9,7 @@ the raw webhook (``GET /audit/deliveries/{id}``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 import asyncpg
@@ -21,6 +22,8 @@ from audit import permissions
 from audit.auth import require_role
 from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
+from processors.coexist.model import Ref
+from processors.coexist.queries import Coexistence, coexistence
 from processors.errors import InvalidStateQuery
 from processors.queries import (
     ChangeRow,
@@ -48,11 +51,15 @@ class SubscriptionDetail(msgspec.Struct, frozen=True, kw_only=True):
     changes: list[ChangeRow]
     # Every update any event made or tried to make (stale ones included).
     history: list[HistoryRow]
+    # Linked across providers (a migration): the authoritative side and both sides.
+    coexistence: Coexistence | None = None
 
 
 class ObjectDetail(msgspec.Struct, frozen=True, kw_only=True):
     object: StateRow
     history: list[HistoryRow]
+    # Customers linked across providers: the authoritative side and both sides.
+    coexistence: Coexistence | None = None
 
 
 # Error answers of the read routes, for the OpenAPI schema.
@@ -74,7 +81,15 @@ async def _detail(
     async with pool.acquire() as conn:
         row = await get_object(conn, kind, provider, object_id, account)
         hist = await history(conn, row.object_type, row.provider, row.account, row.id)
-    return ObjectDetail(object=row, history=hist)
+        linked = None
+        if kind == "customers":
+            linked = await _coexistence(conn, "customer", row)
+    return ObjectDetail(object=row, history=hist, coexistence=linked)
+
+
+async def _coexistence(conn: Any, kind: str, row: StateRow) -> Coexistence | None:
+    ref = Ref(provider=row.provider, account=row.account, id=row.id)
+    return await coexistence(conn, kind, ref, int(datetime.now(UTC).timestamp()))
 
 
 @get(
@@ -91,7 +106,8 @@ async def customer_detail(
     account: FromQuery[str | None] = None,
 ) -> ObjectDetail:
     """One customer and every update made to it (`?account=` when the id exists in several
-    accounts of the provider)."""
+    accounts of the provider); when linked across providers, who is authoritative and both
+    sides."""
     _only(request, _ONE_PARAMS)
     return await _detail(pool, "customers", provider, object_id, account)
 
@@ -128,13 +144,15 @@ async def subscription_detail(
     object_id: FromPath[str],
     account: FromQuery[str | None] = None,
 ) -> SubscriptionDetail:
-    """One subscription with its classified change history (MRR deltas) and update history."""
+    """One subscription with its classified change history (MRR deltas) and update history;
+    when it is linked across providers, who is authoritative and both sides."""
     _only(request, _ONE_PARAMS)
     async with pool.acquire() as conn:
         row = await get_object(conn, "subscriptions", provider, object_id, account)
         changes = await subscription_changes(conn, row.provider, row.account, row.id)
         hist = await history(conn, "subscription", row.provider, row.account, row.id)
-    return SubscriptionDetail(subscription=row, changes=changes, history=hist)
+        linked = await _coexistence(conn, "subscription", row)
+    return SubscriptionDetail(subscription=row, changes=changes, history=hist, coexistence=linked)
 
 
 # One static path per collection: a "/state/{kind}" pattern would lose to the static

@@ -30,6 +30,7 @@ COMMANDS = (
     "ledgerhook.cli.drift",
     "ledgerhook.cli.serve",
     "ledgerhook.cli.demo",
+    "ledgerhook.cli.migration",
 )
 
 

@@ -23,6 +23,7 @@ import httpx
 
 from audit.tokens import create_token, revoke_token
 from ledgerhook.db import connect
+from ledgerhook.demo.migration import MigrationReport, run_migration_story
 from ledgerhook.demo.standin import EventsApi
 from ledgerhook.demo.story import Story, basic_auth, build_story, stripe_signature
 from ledgerhook.settings import Settings
@@ -48,13 +49,15 @@ class DemoReport:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     chain_ok: bool = False
     subscription: dict[str, Any] = field(default_factory=dict)
+    migration: MigrationReport | None = None
 
     def alert_rules(self) -> set[str]:
         return {a["rule"] for a in self.alerts}
 
     def ok(self) -> bool:
         wanted = {"out_of_order"} | ({"missing_event"} if self.reconciled else set())
-        return self.chain_ok and self.duplicates >= 1 and wanted <= self.alert_rules()
+        migrated = self.migration is not None and self.migration.ok()
+        return self.chain_ok and self.duplicates >= 1 and wanted <= self.alert_rules() and migrated
 
 
 def _secrets(settings: Settings) -> tuple[str, str]:
@@ -245,6 +248,15 @@ async def run_demo(
             verify.raise_for_status()
             chain = verify.json()
             report.chain_ok = bool(chain["ok"])
+            report.migration = await run_migration_story(
+                client,
+                conn,
+                settings,
+                auth=auth,
+                secrets=(stripe_secret, cb_auth),
+                tag=tag,
+                say=say,
+            )
         row = await conn.fetchrow(
             "SELECT status, mrr, currency, data->'plan'->>'id' AS plan FROM processors.subscriptions WHERE provider = 'stripe' AND id = $1",
             story.subscription_id,

@@ -17,7 +17,7 @@ neutral vocabulary (``in_trial`` → ``trialing``, ``cancelled`` → ``canceled`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -26,6 +26,7 @@ from processors.model import (
     Body,
     CreditNote,
     Customer,
+    Discount,
     Invoice,
     NeutralEvent,
     ObjectType,
@@ -36,6 +37,7 @@ from processors.model import (
     SubscriptionItem,
 )
 from processors.mrr import monthly_amount
+from processors.normalize._common import metadata_text, percent_hundredths
 
 __all__ = ["EVENTS", "normalize"]
 
@@ -120,6 +122,7 @@ class _Customer(msgspec.Struct):
     preferred_currency_code: str | None = None
     created_at: int | None = None
     deleted: bool = False
+    meta_data: dict[str, Any] | None = None
 
 
 class _SubItem(msgspec.Struct):
@@ -127,6 +130,18 @@ class _SubItem(msgspec.Struct):
     item_type: str = "plan"
     quantity: int = 1
     unit_price: int | None = None
+
+
+class _Coupon(msgspec.Struct):
+    coupon_id: str
+
+
+class _CbDiscount(msgspec.Struct):
+    id: str
+    type: str | None = None
+    percentage: float | None = None
+    amount: int | None = None
+    currency_code: str | None = None
 
 
 class _Subscription(msgspec.Struct):
@@ -146,6 +161,16 @@ class _Subscription(msgspec.Struct):
     trial_end: int | None = None
     cancelled_at: int | None = None
     deleted: bool = False
+    created_at: int | None = None
+    meta_data: dict[str, Any] | None = None
+    # ``coupons`` name coupons only; ``discounts`` (Product Catalog 2.0) carry their value.
+    coupons: list[_Coupon] | None = None
+    discounts: list[_CbDiscount] | None = None
+
+
+class _LineItem(msgspec.Struct):
+    date_from: int | None = None
+    date_to: int | None = None
 
 
 class _Invoice(msgspec.Struct):
@@ -162,6 +187,7 @@ class _Invoice(msgspec.Struct):
     due_date: int | None = None
     paid_at: int | None = None
     deleted: bool = False
+    line_items: list[_LineItem] | None = None
 
 
 class _LinkedInvoice(msgspec.Struct):
@@ -216,6 +242,27 @@ def _cur(code: str | None) -> str | None:
     return code.upper() if code else None
 
 
+def _discounts(s: _Subscription) -> tuple[Discount, ...]:
+    out = [
+        Discount(
+            id=d.id,
+            percent_off=percent_hundredths(d.percentage) if d.type == "percentage" else None,
+            amount_off=d.amount if d.type == "fixed_amount" else None,
+            currency=_cur(d.currency_code),
+        )
+        for d in s.discounts or []
+    ]
+    named = {d.id for d in out}
+    out += [Discount(id=c.coupon_id) for c in s.coupons or [] if c.coupon_id not in named]
+    return tuple(out)
+
+
+def _period(lines: list[_LineItem] | None) -> tuple[int | None, int | None]:
+    starts = [li.date_from for li in lines or [] if li.date_from is not None]
+    ends = [li.date_to for li in lines or [] if li.date_to is not None]
+    return (min(starts) if starts else None, max(ends) if ends else None)
+
+
 def _sub_body(s: _Subscription) -> Subscription:
     if s.subscription_items is not None:
         items = tuple(
@@ -256,6 +303,9 @@ def _sub_body(s: _Subscription) -> Subscription:
         canceled_at=s.cancelled_at,
         ended_at=s.cancelled_at if status == "canceled" else None,
         mrr=monthly_amount(status, items),
+        created_at=s.created_at,
+        metadata=metadata_text(s.meta_data),
+        discounts=_discounts(s),
     )
 
 
@@ -269,6 +319,7 @@ def _resource(key: str, raw: msgspec.Raw) -> tuple[ObjectType, str, int, bool, B
             name=name,
             currency=_cur(c.preferred_currency_code),
             created_at=c.created_at,
+            metadata=metadata_text(c.meta_data),
         )
         return "customer", c.id, c.resource_version, c.deleted, body
     if key == "subscription":
@@ -276,6 +327,7 @@ def _resource(key: str, raw: msgspec.Raw) -> tuple[ObjectType, str, int, bool, B
         return "subscription", s.id, s.resource_version, s.deleted, _sub_body(s)
     if key == "invoice":
         i = _invoice.decode(raw)
+        period_start, period_end = _period(i.line_items)
         body = Invoice(
             customer_id=i.customer_id,
             subscription_id=i.subscription_id,
@@ -288,6 +340,8 @@ def _resource(key: str, raw: msgspec.Raw) -> tuple[ObjectType, str, int, bool, B
             due_date=i.due_date,
             paid_at=i.paid_at,
             number=i.id,
+            period_start=period_start,
+            period_end=period_end,
         )
         return "invoice", i.id, i.resource_version, i.deleted, body
     if key == "transaction":

@@ -30,6 +30,7 @@ from processors.model import (
     Body,
     CreditNote,
     Customer,
+    Discount,
     Invoice,
     NeutralEvent,
     ObjectType,
@@ -40,6 +41,7 @@ from processors.model import (
     SubscriptionItem,
 )
 from processors.mrr import monthly_amount
+from processors.normalize._common import metadata_text, percent_hundredths
 
 __all__ = ["EVENTS", "normalize"]
 
@@ -94,6 +96,7 @@ class _Customer(msgspec.Struct):
     currency: str | None = None
     created: int | None = None
     deleted: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 class _Recurring(msgspec.Struct):
@@ -134,6 +137,18 @@ class _PauseCollection(msgspec.Struct):
     behavior: str | None = None
 
 
+class _Coupon(msgspec.Struct):
+    id: str | None = None
+    percent_off: float | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+
+
+class _Discount(msgspec.Struct):
+    id: str | None = None
+    coupon: _Coupon | None = None
+
+
 class _Subscription(msgspec.Struct):
     id: str
     customer: str
@@ -147,6 +162,11 @@ class _Subscription(msgspec.Struct):
     canceled_at: int | None = None
     ended_at: int | None = None
     pause_collection: _PauseCollection | None = None
+    created: int | None = None
+    metadata: dict[str, Any] | None = None
+    # ``discount`` (one, older API versions) and ``discounts`` (ids, or objects when expanded).
+    discount: _Discount | None = None
+    discounts: list[str | _Discount] | None = None
 
 
 class _StatusTransitions(msgspec.Struct):
@@ -159,6 +179,19 @@ class _SubscriptionDetails(msgspec.Struct):
 
 class _InvoiceParent(msgspec.Struct):
     subscription_details: _SubscriptionDetails | None = None
+
+
+class _Period(msgspec.Struct):
+    start: int | None = None
+    end: int | None = None
+
+
+class _Line(msgspec.Struct):
+    period: _Period | None = None
+
+
+class _Lines(msgspec.Struct):
+    data: list[_Line] = []
 
 
 class _Invoice(msgspec.Struct):
@@ -176,6 +209,9 @@ class _Invoice(msgspec.Struct):
     due_date: int | None = None
     number: str | None = None
     status_transitions: _StatusTransitions | None = None
+    period_start: int | None = None
+    period_end: int | None = None
+    lines: _Lines | None = None
 
 
 class _Charge(msgspec.Struct):
@@ -271,6 +307,46 @@ def _item(it: _Item) -> SubscriptionItem:
     raise NormalisationError("subscription item has neither price nor plan")
 
 
+def _discounts(s: _Subscription) -> tuple[Discount, ...]:
+    """``discount`` first (expanded), then ``discounts``; a bare id already seen expanded (the
+    same discount listed both ways) counts once."""
+    out: list[Discount] = []
+    seen: set[str] = set()
+    for d in [s.discount, *(s.discounts or [])]:
+        if d is None:
+            continue
+        if isinstance(d, str):
+            if d not in seen:
+                seen.add(d)
+                out.append(Discount(id=d))
+            continue
+        c = d.coupon or _Coupon()
+        if d.id is not None:
+            if d.id in seen:
+                continue
+            seen.add(d.id)
+        out.append(
+            Discount(
+                id=c.id or d.id or "",
+                percent_off=percent_hundredths(c.percent_off),
+                amount_off=c.amount_off,
+                currency=_cur(c.currency),
+            )
+        )
+    return tuple(out)
+
+
+def _invoice_period(i: _Invoice) -> tuple[int | None, int | None]:
+    """The service period: the lines' periods when listed (an invoice's own ``period_*`` is the
+    window in which its items were collected, the previous period for a renewal), else those."""
+    lines = [ln.period for ln in (i.lines.data if i.lines else []) if ln.period is not None]
+    starts = [p.start for p in lines if p.start is not None]
+    ends = [p.end for p in lines if p.end is not None]
+    if starts and ends:
+        return min(starts), max(ends)
+    return i.period_start, i.period_end
+
+
 def _subscription(s: _Subscription) -> Subscription:
     items = tuple(_item(i) for i in s.items.data)
     start = s.current_period_start
@@ -305,6 +381,9 @@ def _subscription(s: _Subscription) -> Subscription:
         canceled_at=s.canceled_at,
         ended_at=s.ended_at,
         mrr=monthly_amount(status, items),
+        created_at=s.created,
+        metadata=metadata_text(s.metadata),
+        discounts=_discounts(s),
     )
 
 
@@ -314,7 +393,13 @@ def _body(object_type: ObjectType, event_type: str, raw: msgspec.Raw) -> tuple[s
         c = _decoders[_Customer].decode(raw)
         return (
             c.id,
-            Customer(email=c.email, name=c.name, currency=_cur(c.currency), created_at=c.created),
+            Customer(
+                email=c.email,
+                name=c.name,
+                currency=_cur(c.currency),
+                created_at=c.created,
+                metadata=metadata_text(c.metadata),
+            ),
             c.deleted,
         )
     if object_type == "subscription":
@@ -324,6 +409,7 @@ def _body(object_type: ObjectType, event_type: str, raw: msgspec.Raw) -> tuple[s
         i = _decoders[_Invoice].decode(raw)
         paid_at = i.status_transitions.paid_at if i.status_transitions else None
         details = i.parent.subscription_details if i.parent else None
+        period_start, period_end = _invoice_period(i)
         return (
             i.id,
             Invoice(
@@ -338,6 +424,8 @@ def _body(object_type: ObjectType, event_type: str, raw: msgspec.Raw) -> tuple[s
                 due_date=i.due_date,
                 paid_at=paid_at,
                 number=i.number,
+                period_start=period_start,
+                period_end=period_end,
             ),
             False,
         )

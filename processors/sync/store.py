@@ -16,8 +16,8 @@ from typing import cast
 
 import asyncpg
 import msgspec
-from audit.append import Appended, NewDelivery, append_deliveries
 
+from audit.append import Appended, NewDelivery, append_deliveries
 from audit.dbtypes import Conn
 from processors import repository as repo
 from processors.errors import NormalisationError

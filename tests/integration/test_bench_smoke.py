@@ -165,6 +165,17 @@ def test_apply_benchmark_tiny(tmp_path: Path) -> None:
     assert r["events_per_s"] > 0  # type: ignore[operator]
 
 
+def test_coexist_benchmark_tiny(tmp_path: Path) -> None:
+    r = _bench(tmp_path, "coexist", "--accounts", "300", "--mismatch-every", "10")
+    runs = r["runs"]
+    assert isinstance(runs, dict)
+    first, second = runs["first"], runs["second"]
+    assert r["linked_pairs"] == 600 and first["pairs"] == 600
+    assert first["mismatched"] == 30  # every 10th account's subscription pair
+    assert second["changes"]["unchanged"] == 600 and second["changes"]["previous_run_id"]
+    assert r["pass"] is True
+
+
 @needs_wrk
 def test_soak_tiny(tmp_path: Path) -> None:
     r = _bench(

@@ -11,11 +11,11 @@ from typing import cast
 import asyncpg
 import msgspec
 import respx
-from audit.append import NewDelivery, append_deliveries
 
 from alerts.drift import run_drift
 from alerts.drift.check import drift_sweep
 from alerts.sweep import sweep
+from audit.append import NewDelivery, append_deliveries
 from ledgerhook.settings import AlertSettings, DriftSettings, Settings
 from processors.service import process_delivery
 from processors.sync import run_sync

@@ -78,5 +78,11 @@ def test_demo_story_plays_out() -> None:
     assert "out_of_order:" in text
     assert "missing_event:" in text
     assert "audit chain            verified" in text
+    # The migration story: verification finds Linus's price, Marie is charged twice.
+    assert "Migration story: three Chargebee customers moving to Stripe" in text
+    assert "6 linked pairs, 3 matched, 2 explained, 1 mismatched" in text
+    assert "[mismatch] chargebee/" in text and "linussub -> stripe/" in text
+    assert "amount 9900 vs 8900" in text
+    assert "[critical] coexist_double_billing: billing account" in text
     # Nothing secret in what the demo prints.
     assert "whsec_" not in text and "lh_" not in text.replace("ledgerhook", "")

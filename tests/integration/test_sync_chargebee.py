@@ -12,8 +12,8 @@ from typing import Any, cast
 import asyncpg
 import httpx
 import respx
-from audit.append import NewDelivery, append_deliveries
 
+from audit.append import NewDelivery, append_deliveries
 from ingest.providers.base import fingerprint
 from ledgerhook.settings import Settings
 from processors.service import process_delivery

@@ -140,13 +140,18 @@ def test_cron_jobs_schedule_reconciliation_only_with_credentials() -> None:
     from ledgerhook.worker import worker_settings
 
     plain = Settings(database_url=Secret("postgresql://x@127.0.0.1/y"))
-    assert [j.name for j in cron_jobs(plain)] == ["alerts_sweep", "alerts_integrity"]
+    assert [j.name for j in cron_jobs(plain)] == [
+        "alerts_sweep",
+        "alerts_integrity",
+        "alerts_coexist",
+    ]
     with_keys = Settings(
         database_url=Secret("postgresql://x@127.0.0.1/y"), stripe_api_key=Secret("sk_test_x")
     )
     assert [j.name for j in cron_jobs(with_keys)] == [
         "alerts_sweep",
         "alerts_integrity",
+        "alerts_coexist",
         "alerts_reconcile",
         "alerts_drift",
     ]

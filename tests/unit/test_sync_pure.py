@@ -67,8 +67,10 @@ def test_the_neutral_digest_ignores_representation() -> None:
     obj = json.loads(fixture_bytes("stripe", "customer_updated.json"))["data"]["object"]
     pretty = json.dumps(obj, indent=2).encode()
     compact = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-    noted = json.dumps({**obj, "metadata": {"note": "not held by the state"}}).encode()
+    noted = json.dumps({**obj, "invoice_prefix": "NOT-HELD-BY-THE-STATE"}).encode()
     renamed = json.dumps({**obj, "email": "other@example.com"}).encode()
+    # The state keeps metadata (provider migration links read it): a change there is a change.
+    tagged = json.dumps({**obj, "metadata": {"chargebee_customer_id": "AzZ1"}}).encode()
 
     def digest(body: bytes) -> str:
         e = normalize_delivery(
@@ -85,6 +87,7 @@ def test_the_neutral_digest_ignores_representation() -> None:
 
     assert digest(pretty) == digest(compact) == digest(noted)
     assert digest(renamed) != digest(pretty)
+    assert digest(tagged) != digest(pretty)
 
 
 @pytest.mark.parametrize(
