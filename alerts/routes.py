@@ -225,7 +225,13 @@ async def reconcile_now(
     )
 
 
-@post("/drift", guards=[require_role("admin")], status_code=202)
+@post(
+    "/drift",
+    guards=[require_role(permissions.SYNC)],
+    status_code=202,
+    summary="Check state against a provider now",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def drift_start(
     request: Request[Any, Any, Any], settings: NamedDependency[Settings]
 ) -> DriftStarted:

@@ -17,6 +17,7 @@ from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from audit import permissions
 from audit.auth import require_role
 from audit.checkpoints import (
     TreeCheckpoint,
@@ -30,9 +31,13 @@ from audit.errors import InvalidQuery, NotFound, NotVerified
 from audit.proofs import build_bundle
 from audit.tree import consistency_proof, root_at, tree_size
 from audit.verify import verify_tree
+from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
 
 __all__ = ["routes"]
+
+_READ = documented(400, 401, 403, 429, 503)
+_READ_ONE = documented(400, 401, 403, 404, 429, 503)
 
 
 class CheckpointOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,14 +91,20 @@ class VerifyOut(msgspec.Struct, frozen=True, kw_only=True):
     summary: str
 
 
-@get("/public-key", media_type="text/plain", tags=["audit"])
+@get(
+    "/public-key",
+    media_type="text/plain",
+    tags=["audit"],
+    summary="Get the log's public key",
+    responses=documented(503),
+)
 async def log_public_key(request: Request[Any, Any, Any]) -> str:
     """The log's public key as a note verifier key (``<name>+<key id>+<key>``): checks every
     checkpoint, and so every proof. Public: no token needed."""
     return public_key(request.app.state.signer) + "\n"
 
 
-@get("/tree")
+@get("/tree", summary="Get the tree's size, root and latest checkpoint", responses=_READ)
 async def tree(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -113,7 +124,7 @@ async def tree(
     )
 
 
-@get("/checkpoints")
+@get("/checkpoints", summary="List signed checkpoints", responses=_READ)
 async def checkpoints(
     pool: NamedDependency[asyncpg.Pool],
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -123,7 +134,12 @@ async def checkpoints(
         return [CheckpointOut.of(cp) for cp in await list_checkpoints(conn, limit=limit)]
 
 
-@get("/checkpoints/latest", media_type="text/plain")
+@get(
+    "/checkpoints/latest",
+    media_type="text/plain",
+    summary="Get the latest signed checkpoint as a note",
+    responses=_READ_ONE,
+)
 async def checkpoint_latest(pool: NamedDependency[asyncpg.Pool]) -> str:
     """The latest signed checkpoint as its note text (C2SP tlog-checkpoint, signed note)."""
     async with pool.acquire() as conn:
@@ -133,7 +149,21 @@ async def checkpoint_latest(pool: NamedDependency[asyncpg.Pool]) -> str:
     return cp.note
 
 
-@post("/checkpoints", guards=[require_role("admin")], status_code=201)
+@post(
+    "/checkpoints",
+    guards=[require_role(permissions.CHECKPOINT)],
+    status_code=201,
+    summary="Sign a checkpoint now",
+    responses=documented(
+        400,
+        401,
+        403,
+        409,
+        429,
+        503,
+        s409="The log does not verify: nothing was signed (`error`: conflict).",
+    ),
+)
 async def checkpoint_now(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -150,7 +180,19 @@ async def checkpoint_now(
     return CheckpointOut.of(cp)
 
 
-@get("/deliveries/{delivery_id:int}/proof")
+@get(
+    "/deliveries/{delivery_id:int}/proof",
+    summary="Get a delivery's proof of inclusion",
+    responses=documented(
+        400,
+        401,
+        403,
+        404,
+        429,
+        503,
+        s400="No checkpoint of that tree size was signed, or the delivery is not in it yet.",
+    ),
+)
 async def delivery_proof(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -171,7 +213,7 @@ async def delivery_proof(
         )
 
 
-@get("/tree/consistency")
+@get("/tree/consistency", summary="Get a consistency proof between two tree sizes", responses=_READ)
 async def tree_consistency(
     pool: NamedDependency[asyncpg.Pool],
     first: Annotated[int, QueryParameter(ge=0)],
@@ -185,7 +227,7 @@ async def tree_consistency(
     return ConsistencyOut(first=first, second=second, consistency=[h.hex() for h in hashes])
 
 
-@get("/verify")
+@get("/verify", summary="Verify the audit log", responses=_READ)
 async def verify(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -231,7 +273,7 @@ routes: list[Any] = [
             tree_consistency,
             verify,
         ],
-        guards=[require_role("auditor")],
+        guards=[require_role(permissions.READ)],
         tags=["audit"],
         security=[{"bearer": []}],
     ),

@@ -21,7 +21,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
+from audit import permissions
 from audit.auth import principal_of, require_role
+from ledgerhook.http_errors import documented
 from ledgerhook.settings import Settings
 from processors.coexist import queries
 from processors.coexist.cutover import change_authority
@@ -99,7 +101,13 @@ def _only(request: Request[Any, Any, Any], allowed: frozenset[str]) -> None:
         raise InvalidImport(f"unknown query parameter(s): {', '.join(unknown)}")
 
 
-@post("/migration/links", guards=[require_role("admin")], status_code=200)
+@post(
+    "/migration/links",
+    guards=[require_role(permissions.MIGRATE)],
+    status_code=200,
+    summary="Import migration links",
+    responses=documented(400, 401, 403, 409, 429, 503),
+)
 async def links_import(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -133,7 +141,12 @@ async def links_import(
         )
 
 
-@get("/migration/links", guards=[require_role("auditor")])
+@get(
+    "/migration/links",
+    guards=[require_role(permissions.READ)],
+    summary="List migration links",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def links_list(
     *,
     request: Request[Any, Any, Any],
@@ -155,7 +168,13 @@ async def links_list(
         )
 
 
-@post("/migration/links/unlink", guards=[require_role("admin")], status_code=200)
+@post(
+    "/migration/links/unlink",
+    guards=[require_role(permissions.MIGRATE)],
+    status_code=200,
+    summary="Remove a migration link",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def links_unlink(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -183,7 +202,13 @@ async def links_unlink(
     return {"unlinked": link_id}
 
 
-@post("/migration/prices", guards=[require_role("admin")], status_code=200)
+@post(
+    "/migration/prices",
+    guards=[require_role(permissions.MIGRATE)],
+    status_code=200,
+    summary="Import the price map",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def prices_import(
     request: Request[Any, Any, Any],
     pool: NamedDependency[asyncpg.Pool],
@@ -204,9 +229,14 @@ async def prices_import(
         )
 
 
-@get("/migration/prices", guards=[require_role("auditor")])
+@get(
+    "/migration/prices",
+    guards=[require_role(permissions.READ)],
+    summary="The price map",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def prices_list(pool: NamedDependency[asyncpg.Pool]) -> list[dict[str, str]]:
-    """The whole price map."""
+    """The whole price map: every source price and the target price it maps to."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT source_provider, source_price, target_provider, target_price "
@@ -215,7 +245,12 @@ async def prices_list(pool: NamedDependency[asyncpg.Pool]) -> list[dict[str, str
     return [dict(r) for r in rows]
 
 
-@get("/migration/accounts/{billing_account:str}", guards=[require_role("auditor")])
+@get(
+    "/migration/accounts/{billing_account:str}",
+    guards=[require_role(permissions.READ)],
+    summary="A billing account's links and authority",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def account_get(
     pool: NamedDependency[asyncpg.Pool], billing_account: FromPath[str]
 ) -> queries.AccountDetail:
@@ -225,14 +260,24 @@ async def account_get(
         return await queries.account_detail(conn, billing_account, _now())
 
 
-@get("/migration/cohorts", guards=[require_role("auditor")])
+@get(
+    "/migration/cohorts",
+    guards=[require_role(permissions.READ)],
+    summary="List migration cohorts",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def cohorts_list(pool: NamedDependency[asyncpg.Pool]) -> list[queries.CohortRow]:
     """Every cohort: link counts, authority, the last verification run."""
     async with pool.acquire() as conn:
         return await queries.list_cohorts(conn, _now())
 
 
-@get("/migration/cohorts/{cohort:str}", guards=[require_role("auditor")])
+@get(
+    "/migration/cohorts/{cohort:str}",
+    guards=[require_role(permissions.READ)],
+    summary="A migration cohort and its history",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def cohort_get(
     pool: NamedDependency[asyncpg.Pool], cohort: FromPath[str]
 ) -> queries.CohortDetail:
@@ -303,8 +348,10 @@ _ACTIONS: tuple[str, ...] = get_args(Action)
 
 @post(
     [f"/migration/cohorts/{{cohort:str}}/{a}" for a in _ACTIONS],
-    guards=[require_role("admin")],
+    guards=[require_role(permissions.MIGRATE)],
     status_code=200,
+    summary="Plan, cut over or roll back a cohort",
+    responses=documented(400, 401, 403, 404, 409, 429, 503),
 )
 async def cohort_authority(
     request: Request[Any, Any, Any], pool: NamedDependency[asyncpg.Pool], cohort: FromPath[str]
@@ -315,8 +362,10 @@ async def cohort_authority(
 
 @post(
     [f"/migration/accounts/{{billing_account:str}}/{a}" for a in _ACTIONS],
-    guards=[require_role("admin")],
+    guards=[require_role(permissions.MIGRATE)],
     status_code=200,
+    summary="Plan, cut over or roll back one billing account",
+    responses=documented(400, 401, 403, 404, 409, 429, 503),
 )
 async def account_authority(
     request: Request[Any, Any, Any],
@@ -327,7 +376,13 @@ async def account_authority(
     return await _authority_change(request, pool, cohort=None, billing_account=billing_account)
 
 
-@post("/migration/cohorts/{cohort:str}/verify", guards=[require_role("oncall")], status_code=200)
+@post(
+    "/migration/cohorts/{cohort:str}/verify",
+    guards=[require_role(permissions.VERIFY_MIGRATION)],
+    status_code=200,
+    summary="Verify a cohort's linked pairs now",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def cohort_verify(
     request: Request[Any, Any, Any],
     settings: NamedDependency[Settings],
@@ -346,7 +401,12 @@ async def cohort_verify(
         )
 
 
-@get("/migration/cohorts/{cohort:str}/report", guards=[require_role("auditor")])
+@get(
+    "/migration/cohorts/{cohort:str}/report",
+    guards=[require_role(permissions.READ)],
+    summary="A cohort verification report",
+    responses=documented(400, 401, 403, 404, 429, 503),
+)
 async def cohort_report(
     *,
     request: Request[Any, Any, Any],

@@ -16,7 +16,9 @@ from litestar import Request, Router, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
+from audit import permissions
 from audit.auth import require_role
+from ledgerhook.http_errors import documented
 from ledgerhook.jobs import SYNC_OBJECTS, enqueue_run
 from ledgerhook.settings import Settings
 from processors.errors import InvalidSyncRequest, JobQueueUnavailable
@@ -66,7 +68,13 @@ async def queue_job(
         raise JobQueueUnavailable("the job queue (Redis) is unavailable; try again") from None
 
 
-@post("/sync", guards=[require_role("admin")], status_code=202)
+@post(
+    "/sync",
+    guards=[require_role(permissions.SYNC)],
+    status_code=202,
+    summary="Start an initial sync from a provider",
+    responses=documented(400, 401, 403, 409, 429, 503),
+)
 async def sync_start(
     request: Request[Any, Any, Any], settings: NamedDependency[Settings]
 ) -> SyncStarted:
@@ -101,7 +109,12 @@ async def sync_start(
     )
 
 
-@get("/sync", guards=[require_role("auditor")])
+@get(
+    "/sync",
+    guards=[require_role(permissions.READ)],
+    summary="Where each synced list stands",
+    responses=documented(400, 401, 403, 429, 503),
+)
 async def sync_status(
     pool: NamedDependency[asyncpg.Pool], provider: FromQuery[Provider | None] = None
 ) -> SyncStatus:
