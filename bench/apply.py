@@ -2,8 +2,9 @@
 
 A fresh database gets ``--count`` deliveries appended directly with
 :func:`audit.append.append_deliveries` (the fixtures, verified by the real provider verifiers so
-every column is what ingest would store), and one ``process_delivery`` job per delivery is put
-on the queue. Then ``ledgerhook worker --burst`` runs (``--processes`` of them at once) until the
+every column is what ingest would store), integrated into the Merkle tree by the sequencer's own
+function (:func:`audit.sequencer.integrate_once`; its rate is reported too: deliveries are
+applied in leaf order), and one ``process_delivery`` job per delivery is put on the queue. Then ``ledgerhook worker --burst`` runs (``--processes`` of them at once) until the
 queue is empty. The rate is counted from the database: rows of ``processors.processed`` divided by
 the span of their ``processed_at``, so it includes everything an apply does (event and per-object
 locks, normalisation, state rows, history rows, anomalies, the tracking row) and excludes start-up.
@@ -67,6 +68,31 @@ def _stored(d: loadgen.Delivery, now: float) -> Any:
         verification=v.verification,
         body=d.body,
     )
+
+
+async def integrate(url: str, batch: int = 5000) -> dict[str, Any]:
+    """The sequencer's work on the backlog: integrate everything, timed (leaves per second)."""
+    from audit.sequencer import integrate_once, load_state
+
+    conn = await asyncpg.connect(url)
+    try:
+        state = await load_state(conn)
+        t0 = time.monotonic()
+        leaves = 0
+        while True:
+            state, done = await integrate_once(conn, state, batch)
+            if done is None:
+                break
+            leaves += len(done.delivery_ids)
+        seconds = time.monotonic() - t0
+    finally:
+        await conn.close()
+    return {
+        "leaves": leaves,
+        "seconds": round(seconds, 3),
+        "leaves_per_s": round(leaves / max(seconds, 1e-9), 1),
+        "batch": batch,
+    }
 
 
 async def prefill(url: str, queue: str, count: int, run: str, objects: int) -> list[int]:
@@ -152,6 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(
                 f"backlog of {len(ids)} deliveries stored and enqueued in {time.monotonic() - t0:.1f}s"
             )
+            result["sequencer"] = asyncio.run(integrate(url))
+            log(f"sequencer: {result['sequencer']}")
             env = common.server_env(url, wd, queue)
             t0 = time.monotonic()
             procs = [
@@ -208,6 +236,11 @@ def print_summary(result: dict[str, Any]) -> None:
     pg = result["postgresql"]
     print(
         f"postgresql {pg['server_version']}: fsync={pg['fsync']} synchronous_commit={pg['synchronous_commit']}"
+    )
+    seq = result.get("sequencer", {})
+    print(
+        f"sequencer: {seq.get('leaves')} deliveries integrated in {seq.get('seconds')} s "
+        f"= {seq.get('leaves_per_s')} leaves/s (one process, batches of {seq.get('batch')})"
     )
     print(
         f"{result['processed']}/{result['count']} deliveries applied by {result['worker_processes']} worker"

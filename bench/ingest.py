@@ -1,14 +1,21 @@
 """Ingest benchmark: Ledgerhook's webhook edge against the HTTP floor, in one run.
 
-Phases, all on the same server (uvicorn, same worker count and flags), same wrk settings:
+Phases, all on the same server (uvicorn, same flags), same wrk settings:
 
 1. **floor**: ``bench.noop_app`` (POST reads the body, answers 200): the most this machine's HTTP
-   stack can answer with these requests.
-2. **ingest max**: ``ledgerhook serve`` on a fresh migrated database: verify, group-commit into the
-   hash-chained log, enqueue. Same connections and duration as the floor.
-3. **ingest half**: a constant rate of half the measured maximum; p99 must be <= 50 ms.
+   stack can answer with these requests, with ``--workers`` processes (and with 2 for the
+   scale-out phase's floor, when that differs).
+2. **ingest max**: ``ledgerhook serve`` on a fresh migrated database: verify and group-commit into
+   the log. Same connections and duration as the floor.
+3. **ingest half**: a constant rate of half the measured maximum, with a sequencer running (as a
+   worker would): HTTP p99 must be <= 50 ms, and receipt-to-integrated (a delivery's leaf) p99
+   <= 1 s, read from ``audit.leaves`` for the phase's deliveries.
 4. **ingest overload**: many more connections than the maximum needs, to show what happens above
    capacity (latency bounded by back-pressure or fast 503s, never timeouts).
+5. **scale-out**: ingest max again with 1, 2 and 4 API processes (``--scale-out``), each on a
+   database of its own, against the floor of uvicorn with 2 workers: 2 processes must do at least
+   what 1 does (appends do not serialise), and ``serve --workers 2`` must reach >= 0.40x that
+   floor (the acceptance setup).
 
 After each ingest phase every acknowledged delivery is checked against the audit log: wrk runs
 one connection per thread and records (thread, request, status) for every answer (see
@@ -39,6 +46,8 @@ from bench.common import WrkResult, log
 
 HALF_RATE_P99_MS = 50.0
 FLOOR_RATIO_TARGET = 0.25
+INTEGRATED_P99_S = 1.0
+SCALE_OUT_RATIO_TARGET = 0.40  # serve --workers 2 against the 2-worker floor
 
 
 def build(wd: Path, name: str, count: int, threads: int, run: str, objects: int) -> Path:
@@ -51,6 +60,59 @@ def build(wd: Path, name: str, count: int, threads: int, run: str, objects: int)
     )
     log(f"built {max(count, threads)} signed deliveries for {name} in {time.monotonic() - t0:.1f}s")
     return out
+
+
+async def integration_lag(url: str, since: float, until: float) -> dict[str, Any]:
+    """Receipt-to-integrated (leaf) seconds of the deliveries received in [since, until)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS n, count(lag) AS integrated,
+                   percentile_disc(0.5) WITHIN GROUP (ORDER BY lag) AS p50,
+                   percentile_disc(0.99) WITHIN GROUP (ORDER BY lag) AS p99,
+                   max(lag) AS max
+            FROM (SELECT extract(epoch FROM l.integrated_at - d.received_at) AS lag
+                  FROM audit.deliveries d
+                  LEFT JOIN audit.leaves l ON l.delivery_id = d.id
+                  WHERE d.received_at >= to_timestamp($1) AND d.received_at < to_timestamp($2)) x
+            """,
+            since,
+            until,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return {
+        "deliveries": row["n"],
+        "integrated": row["integrated"],
+        "p50_s": None if row["p50"] is None else round(float(row["p50"]), 4),
+        "p99_s": None if row["p99"] is None else round(float(row["p99"]), 4),
+        "max_s": None if row["max"] is None else round(float(row["max"]), 4),
+    }
+
+
+def wait_integrated(url: str, timeout: float = 60.0) -> int:
+    """Seconds-bounded wait until every stored delivery is a leaf; how many are not."""
+    import asyncpg
+
+    async def left() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM audit.deliveries d "
+                "WHERE NOT EXISTS (SELECT 1 FROM audit.leaves l WHERE l.delivery_id = d.id)"
+            )
+            return n
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + timeout
+    while (n := asyncio.run(left())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return n
 
 
 def check(url: str, req_dir: Path, result: WrkResult) -> dict[str, Any]:
@@ -168,17 +230,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 half_rate = max(1.0, top.ok / (top.summary["duration_us"] / 1e6) / 2)
                 count = math.ceil(half_rate * args.half_duration * 1.3) + args.half_connections
                 reqs = build(wd, "half", count, args.half_connections, run_id, args.objects)
-                settled["half"] = common.checkpoint()
-                half = common.run_wrk(
-                    base,
-                    reqs,
-                    connections=args.half_connections,
-                    duration=args.half_duration,
-                    rate=half_rate,
-                )
+                # The sequencer integrates the maximum phase's backlog first, then keeps up.
+                with servers.sequencer(env, wd) as seq:
+                    left = wait_integrated(url, timeout=300)
+                    log(f"sequencer integrated the backlog ({left} left)")
+                    settled["half"] = common.checkpoint()
+                    since = time.time()
+                    half = common.run_wrk(
+                        base,
+                        reqs,
+                        connections=args.half_connections,
+                        duration=args.half_duration,
+                        rate=half_rate,
+                    )
+                    until = time.time()
+                    wait_integrated(url, timeout=60)
+                    lag = asyncio.run(integration_lag(url, since, until))
+                    if seq.proc.returncode not in (None, 0, -15, 143):
+                        log(f"sequencer exited with {seq.proc.returncode}:\n{seq.tail()}")
                 log(half.line(f"ingest @{half_rate:.0f}/s"))
+                log(f"receipt to integrated at half rate: {lag}")
                 phase = half.as_dict()
                 phase["stored_check"] = check(url, reqs, half)
+                phase["integration"] = lag
                 result["ingest_half_rate"] = phase
 
                 if args.overload_connections > 0:
@@ -213,6 +287,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["checkpoint_before_phase_s"] = settled
             if proc.proc.returncode not in (0, -15, 143):
                 log(f"serve exited with {proc.proc.returncode}:\n{proc.tail()}")
+
+        if args.scale_out:
+            result["scale_out"] = scale_out(args, wd, queue, run_id)
     finally:
         common.cleanup_queue(queue)
         shutil.rmtree(wd, ignore_errors=True)
@@ -226,7 +303,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k in ("ingest_max", "ingest_half_rate", "ingest_overload")
         if k in result
     ]
+    integration = result["ingest_half_rate"].get("integration", {})
+    integrated_p99 = integration.get("p99_s")
+    targets: dict[str, bool] = {}
+    scale = result.get("scale_out", {})
+    ratios = {
+        k.removeprefix("api_processes_"): v["ratio_to_floor_2_workers"]
+        for k, v in scale.items()
+        if k.startswith("api_processes_")
+    }
+    if "1" in ratios and "2" in ratios:
+        targets["2 API processes >= 1 API process"] = ratios["2"] >= ratios["1"]
+    if "2" in ratios:
+        targets[f"serve --workers 2 >= {SCALE_OUT_RATIO_TARGET}x the 2-worker floor"] = (
+            ratios["2"] >= SCALE_OUT_RATIO_TARGET
+        )
+    checks += [v["stored_check"]["ok"] for k, v in scale.items() if k.startswith("api_processes_")]
     result["summary"] = {
+        "scale_out_ratios_to_floor_2_workers": ratios,
+        "integrated_p99_s_at_half_rate": integrated_p99,
         "floor_rps": result["floor"]["requests_per_s"],
         "ingest_max_rps": ingest_rps,
         "ingest_max_2xx_rps": round(ok_rps, 1),
@@ -238,10 +333,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "targets": {
             f"ratio >= {FLOOR_RATIO_TARGET}": ratio >= FLOOR_RATIO_TARGET,
             f"p99 at half rate <= {HALF_RATE_P99_MS} ms": half_p99 <= HALF_RATE_P99_MS,
+            f"receipt to integrated p99 at half rate <= {INTEGRATED_P99_S} s": (
+                integrated_p99 is not None and integrated_p99 <= INTEGRATED_P99_S
+            ),
+            **targets,
             "zero 2xx not stored": all(checks),
         },
     }
     return result
+
+
+def scale_out(args: argparse.Namespace, wd: Path, queue: str, run_id: str) -> dict[str, Any]:
+    """Ingest max with 1, 2, 4 API processes, against the floor of uvicorn with 2 workers."""
+    out: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration}
+    per_phase = math.ceil(args.expected_rate * args.duration)
+    reqs = build(wd, "scale-floor", per_phase, args.connections, run_id, args.objects)
+    port = common.free_port()
+    with servers.floor(port, 2, common.server_env("postgresql://unused/x", wd, queue), wd) as proc:
+        proc.wait_http(f"http://127.0.0.1:{port}/health/live")
+        floor2 = common.run_wrk(
+            f"http://127.0.0.1:{port}", reqs, connections=args.connections, duration=args.duration
+        )
+    log(floor2.line("floor, 2 workers"))
+    out["floor_2_workers"] = floor2.as_dict()
+    for n in args.scale_out:
+        dbname = f"lhbench_{run_id}_scale{n}"
+        with common.database(dbname, keep=args.keep_db) as url:
+            env = common.server_env(url, wd, queue)
+            port = common.free_port()
+            base = f"http://127.0.0.1:{port}"
+            with servers.serve(port, n, env, wd) as proc:
+                proc.wait_http(f"{base}/health/live")
+                reqs = build(wd, f"scale{n}", per_phase, args.connections, run_id, args.objects)
+                common.checkpoint()
+                r = common.run_wrk(base, reqs, connections=args.connections, duration=args.duration)
+                log(r.line(f"ingest max, {n} API process{'es' if n > 1 else ''}"))
+                phase = r.as_dict()
+                phase["stored_check"] = check(url, reqs, r)
+                phase["ratio_to_floor_2_workers"] = round(
+                    r.ok / (r.summary["duration_us"] / 1e6) / floor2.as_dict()["requests_per_s"], 3
+                )
+                out[f"api_processes_{n}"] = phase
+    return out
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -279,6 +412,23 @@ def print_summary(result: dict[str, Any]) -> None:
         if "cpu_cores" in result.get(key, {}):
             print(f"cores used during {key}: {result[key]['cpu_cores']}")
     print(f"ratio ingest/floor: {s['ratio_ingest_to_floor']:.3f}")
+    print(f"receipt to integrated at half rate: {result['ingest_half_rate'].get('integration')}")
+    scale = result.get("scale_out", {})
+    if scale:
+        f2 = scale["floor_2_workers"]
+        print(
+            f"scale-out (c={scale['connections']}): floor with 2 workers {f2['requests_per_s']:.0f} req/s"
+        )
+        for key, p in scale.items():
+            if key.startswith("api_processes_"):
+                n = key.removeprefix("api_processes_")
+                lat = p["latency_ms"]
+                print(
+                    f"  {n} API process(es): {p['requests_per_s']:>8.0f} req/s = "
+                    f"{p['ratio_to_floor_2_workers']:.3f}x  p99 {lat['p99']:.2f} ms  "
+                    f"non-2xx {p['non_2xx']}  2xx not stored "
+                    f"{p['stored_check']['acknowledged_but_not_stored']}"
+                )
     for name, ok in s["targets"].items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
 
@@ -305,6 +455,12 @@ def parser() -> argparse.ArgumentParser:
         "--profile",
         action="store_true",
         help="py-spy the server (extra phases after the measured ones)",
+    )
+    p.add_argument(
+        "--scale-out",
+        type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+        default=[1, 2, 4],
+        help="API process counts for the scale-out phase (comma-separated; empty skips it)",
     )
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--name", default="ingest", help="result file bench/results/<name>.json")

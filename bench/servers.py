@@ -57,3 +57,8 @@ def worker(
 ) -> Process:
     cmd = [str(VENV_BIN / "ledgerhook"), "worker", *(["--burst"] if burst else [])]
     return Process(name, cmd, env, logdir)
+
+
+def sequencer(env: Mapping[str, str], logdir: Path, *, name: str = "sequencer") -> Process:
+    """A sequencer candidate alone (it leads: nothing else runs one against the database)."""
+    return Process(name, [str(VENV_BIN / "ledgerhook"), "sequencer"], env, logdir)
