@@ -77,7 +77,8 @@ def test_demo_story_plays_out() -> None:
     assert "customer email         ada.billing@example.com" in text  # backfilled event applied
     assert "out_of_order:" in text
     assert "missing_event:" in text
-    assert "audit chain            verified" in text
+    assert "audit log              verified: tree OK" in text
+    assert "proof of inclusion     delivery" in text and "checked with the public key" in text
     # The migration story: verification finds Linus's price, Marie is charged twice.
     assert "Migration story: three Chargebee customers moving to Stripe" in text
     assert "6 linked pairs, 3 matched, 2 explained, 1 mismatched" in text
