@@ -14,8 +14,9 @@ When that work is merged, change the body here (and nothing else in the console)
 - **Proof of inclusion and checkpoint** (issue 13, the Merkle tree): :func:`inclusion_proof`
   (the delivery page's ``proof`` block, with the bundle download), :func:`last_checkpoint` and
   :func:`tree_status` (the health page).
-- **Links between providers** (issue 14): :func:`provider_links` returns no links, so the object
-  page shows nothing in its marked place (``object.html``, block ``links``).
+- **Links between providers** (issue 14): :func:`provider_links` reads the provider-migration
+  link of a customer or subscription (:func:`processors.coexist.queries.coexistence`): the other
+  side, and which side is authoritative now (``object.html``, block ``links``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from audit.proofs import build_bundle
 from audit.tokens import Principal, Role
 from ledgerhook.log_gauges import read_state
 from ledgerhook.settings import Settings
+from processors.coexist.model import Ref
+from processors.coexist.queries import coexistence
 
 __all__ = [
     "CheckpointView",
@@ -205,6 +208,25 @@ class ProviderLink(msgspec.Struct, frozen=True, kw_only=True):
 async def provider_links(
     conn: Conn, kind: str, provider: str, account: str, object_id: str
 ) -> list[ProviderLink]:
-    """Objects linked to this one under another provider: none yet."""
-    del conn, kind, provider, account, object_id
-    return []
+    """The object linked to this one under another provider (a migration in progress), with who
+    bills now; none for other kinds or unlinked objects."""
+    neutral = {"customers": "customer", "subscriptions": "subscription"}.get(kind)
+    if neutral is None:
+        return []
+    here = Ref(provider=provider, account=account, id=object_id)
+    view = await coexistence(conn, neutral, here, int(datetime.now(UTC).timestamp()))
+    if view is None:
+        return []
+    other = view.target if view.source == here else view.source
+    side = "source" if other == view.source else "target"
+    bills = "authoritative now" if view.authoritative == other else "not authoritative now"
+    return [
+        ProviderLink(
+            kind=kind,
+            provider=other.provider,
+            account=other.account,
+            object_id=other.id,
+            reason=f"{side} of billing account {view.billing_account}, cohort {view.cohort}; "
+            f"{bills} (authority: {view.authority.side})",
+        )
+    ]

@@ -33,8 +33,9 @@ from ledgerhook.console.auth import PUBLIC, ROLE
 from ledgerhook.db import database_name
 from ledgerhook.settings import ApiSettings, ConsoleSettings, Settings
 from processors.queries import apply_lag_per_minute, pending
-from tests.conftest import PUBLIC_KEY, make_settings, superuser
+from tests.conftest import CHARGEBEE_AUTH, PUBLIC_KEY, make_settings, superuser
 from tests.integration.audit_helpers import delivery as audit_delivery
+from tests.integration.coexist_helpers import links_csv, pair_rows
 from tests.integration.console_helpers import (
     HOSTILE_SCRIPT,
     HOSTILE_URL,
@@ -60,7 +61,13 @@ def app(settings: Settings) -> Litestar:
 @pytest.fixture(scope="module")
 def server(settings: Settings) -> Iterator[str]:
     # Many sign-ins from one address by design: the brake is tested on its own below.
-    with console_server(settings, LEDGERHOOK_API__AUTH_FAILURES_PER_MINUTE="100000") as url:
+    with console_server(
+        settings,
+        LEDGERHOOK_API__AUTH_FAILURES_PER_MINUTE="100000",
+        # A Chargebee endpoint, so provider-migration links name its site by default.
+        LEDGERHOOK_CHARGEBEE_BASIC_AUTH=CHARGEBEE_AUTH,
+        LEDGERHOOK_CHARGEBEE_SITE="acme-test",
+    ) as url:
         yield url
 
 
@@ -623,12 +630,32 @@ async def test_object_page_shows_state_changes_and_timeline(server: str, seeded:
         assert len(times) >= 5 and times == sorted(times)  # provider-event order
         assert "outcome-stale" in timeline or "outcome-applied" in timeline
         assert "State history" in text and "→" in text
-        assert 'id="links"' not in text  # nothing until issue 14 provides links
+        assert 'id="links"' not in text  # not linked to another provider
         customer = await c.get(
             "/console/objects",
             params={"kind": "customers", "provider": "stripe", "id": seeded.customer_id},
         )
         assert customer.status_code == 200 and f"{seeded.suffix}@example.com" in customer.text
+        # Linked (a provider migration): the other side, and who bills now.
+        linked = await c.post(
+            "/migration/links",
+            content=links_csv(
+                pair_rows(
+                    f"c{seeded.suffix}", f"AzZ{seeded.suffix}", seeded.customer_id, None, None
+                )
+            ),
+            headers={
+                "Authorization": f"Bearer {seeded.tokens['admin']}",
+                "Content-Type": "text/csv",
+            },
+        )
+        assert linked.status_code == 200, linked.text
+        customer = await c.get(
+            "/console/objects",
+            params={"kind": "customers", "provider": "stripe", "id": seeded.customer_id},
+        )
+        links = customer.text.split('id="links"')[1].split("</section>")[0]
+        assert f"chargebee AzZ{seeded.suffix}" in links and "authoritative now" in links
         listing = await c.get("/console/objects", params={"kind": "subscriptions"})
         assert listing.status_code == 200 and "<table" in listing.text
         missing = await c.get(
