@@ -13,6 +13,7 @@ import asyncpg
 import msgspec
 
 from ledgerhook.settings import Settings
+from tests.conftest import CHECKPOINT_KEY
 from tests.integration.coexist_helpers import (
     DAY,
     apply_events,
@@ -45,7 +46,7 @@ async def test_migration_commands(
     env = {
         **os.environ,
         "LEDGERHOOK_DATABASE_URL": fresh_settings.database_url.reveal(),
-        "LEDGERHOOK_CHECKPOINT_KEY": "cli-test-key",
+        "LEDGERHOOK_CHECKPOINT_KEY": CHECKPOINT_KEY,
         "LEDGERHOOK_LOG_FORMAT": "text",
         "LEDGERHOOK_STRIPE_WEBHOOK_SECRETS": "whsec_cli",
         "LEDGERHOOK_STRIPE_ACCOUNT": "acct_test",

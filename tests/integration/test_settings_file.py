@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ledgerhook.settings import Settings, load_settings
+from tests.conftest import CHECKPOINT_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 LEDGERHOOK = Path(sys.executable).with_name("ledgerhook")
@@ -66,7 +67,7 @@ def test_cli_commands_read_the_env_file_of_the_working_directory(
 ) -> None:
     (tmp_path / ".env").write_text(
         f"LEDGERHOOK_DATABASE_URL={fresh_settings.database_url.reveal()}\n"
-        "LEDGERHOOK_CHECKPOINT_KEY=env-file-test-key\n"
+        f"LEDGERHOOK_CHECKPOINT_KEY={CHECKPOINT_KEY}\n"
         "LEDGERHOOK_LOG_LEVEL=WARNING\n"
     )
 

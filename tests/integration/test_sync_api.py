@@ -9,13 +9,13 @@ import asyncpg
 import msgspec
 import respx
 from arq.connections import ArqRedis
-from ingest.wakeup import arq_redis
 from litestar.testing import AsyncTestClient
 
 from audit.tokens import create_token
 from ledgerhook.app import create_app
 from ledgerhook.jobs import CHECK_DRIFT, SYNC_OBJECTS
 from ledgerhook.settings import ProcessorSettings, Settings
+from ledgerhook.wakeup import arq_redis
 from tests.conftest import RUN_ID
 from tests.integration.processors_helpers import run_burst
 from tests.integration.sync_helpers import ApiStandIn, rows, sync_settings, value
