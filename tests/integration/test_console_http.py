@@ -33,7 +33,7 @@ from ledgerhook.console.auth import PUBLIC, ROLE
 from ledgerhook.db import database_name
 from ledgerhook.settings import ApiSettings, ConsoleSettings, Settings
 from processors.queries import apply_lag_per_minute, pending
-from tests.conftest import CHARGEBEE_AUTH, PUBLIC_KEY, make_settings, superuser
+from tests.conftest import CHARGEBEE_AUTH, PUBLIC_KEY, STRIPE_SECRET, make_settings, superuser
 from tests.integration.audit_helpers import delivery as audit_delivery
 from tests.integration.coexist_helpers import links_csv, pair_rows
 from tests.integration.console_helpers import (
@@ -64,7 +64,9 @@ def server(settings: Settings) -> Iterator[str]:
     with console_server(
         settings,
         LEDGERHOOK_API__AUTH_FAILURES_PER_MINUTE="100000",
-        # A Chargebee endpoint, so provider-migration links name its site by default.
+        # Default endpoints on both providers, so provider-migration links name their accounts.
+        LEDGERHOOK_STRIPE_WEBHOOK_SECRETS=STRIPE_SECRET,
+        LEDGERHOOK_STRIPE_ACCOUNT="acct_test",
         LEDGERHOOK_CHARGEBEE_BASIC_AUTH=CHARGEBEE_AUTH,
         LEDGERHOOK_CHARGEBEE_SITE="acme-test",
     ) as url:
