@@ -38,8 +38,6 @@ from processors.service import process_batch
 
 __all__ = ["Batcher"]
 
-Results = dict[int, str | BaseException]
-
 log = logging.getLogger(__name__)
 
 
