@@ -351,11 +351,14 @@ def scale_out(args: argparse.Namespace, wd: Path, queue: str, run_id: str) -> di
     port = common.free_port()
     with servers.floor(port, 2, common.server_env("postgresql://unused/x", wd, queue), wd) as proc:
         proc.wait_http(f"http://127.0.0.1:{port}/health/live")
+        cpu0 = common.cpu_by_group(proc.pid)
         floor2 = common.run_wrk(
             f"http://127.0.0.1:{port}", reqs, connections=args.connections, duration=args.duration
         )
+        cpu1 = common.cpu_by_group(proc.pid)
     log(floor2.line("floor, 2 workers"))
     out["floor_2_workers"] = floor2.as_dict()
+    out["floor_2_workers"]["cpu_cores"] = common.cpu_cores(cpu0, cpu1, floor2)
     for n in args.scale_out:
         dbname = f"lhbench_{run_id}_scale{n}"
         with common.database(dbname, keep=args.keep_db) as url:
@@ -366,9 +369,13 @@ def scale_out(args: argparse.Namespace, wd: Path, queue: str, run_id: str) -> di
                 proc.wait_http(f"{base}/health/live")
                 reqs = build(wd, f"scale{n}", per_phase, args.connections, run_id, args.objects)
                 common.checkpoint()
+                cpu0 = common.cpu_by_group(proc.pid)
                 r = common.run_wrk(base, reqs, connections=args.connections, duration=args.duration)
+                cpu1 = common.cpu_by_group(proc.pid)
                 log(r.line(f"ingest max, {n} API process{'es' if n > 1 else ''}"))
                 phase = r.as_dict()
+                # Where the two cores go: the bound on a small machine (see the README).
+                phase["cpu_cores"] = common.cpu_cores(cpu0, cpu1, r)
                 phase["stored_check"] = check(url, reqs, r)
                 phase["ratio_to_floor_2_workers"] = round(
                     r.ok / (r.summary["duration_us"] / 1e6) / floor2.as_dict()["requests_per_s"], 3
@@ -418,6 +425,7 @@ def print_summary(result: dict[str, Any]) -> None:
         f2 = scale["floor_2_workers"]
         print(
             f"scale-out (c={scale['connections']}): floor with 2 workers {f2['requests_per_s']:.0f} req/s"
+            f"  cores {f2.get('cpu_cores')}"
         )
         for key, p in scale.items():
             if key.startswith("api_processes_"):
@@ -429,6 +437,7 @@ def print_summary(result: dict[str, Any]) -> None:
                     f"non-2xx {p['non_2xx']}  2xx not stored "
                     f"{p['stored_check']['acknowledged_but_not_stored']}"
                 )
+                print(f"      cores {p.get('cpu_cores')}")
     for name, ok in s["targets"].items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
 
