@@ -92,13 +92,16 @@ async def subtree_hashes(
         have.update({(0, r["leaf_index"]): bytes(r["leaf_hash"]) for r in rows})
     if node_ix:
         levels, indexes = zip(*sorted(node_ix), strict=True)
+        # One primary-key probe per wanted node, whatever plan the connection cached (a join
+        # planned while the table was small reads all of it; see audit migration 0021).
         rows = await conn.fetch(
-            "SELECT n.level, n.idx, n.hash FROM audit.tree_nodes n "
-            "JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) USING (level, idx)",
+            "SELECT w.level, w.idx, (SELECT n.hash FROM audit.tree_nodes n "
+            "WHERE n.level = w.level AND n.idx = w.idx) AS hash "
+            "FROM unnest($1::smallint[], $2::bigint[]) AS w(level, idx)",
             list(levels),
             list(indexes),
         )
-        have.update({(r["level"], r["idx"]): bytes(r["hash"]) for r in rows})
+        have.update({(r["level"], r["idx"]): bytes(r["hash"]) for r in rows if r["hash"]})
     out: dict[tuple[int, int], bytes] = {}
     for level, index in wanted:
         base = level - level % STRIDE

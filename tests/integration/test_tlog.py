@@ -158,6 +158,27 @@ async def test_duplicates_are_settled_by_the_events_key_across_concurrent_writer
             await p.close()
 
 
+async def test_appends_never_read_the_whole_events_table(fresh_pool: asyncpg.Pool) -> None:
+    """Once a session's plan for the first-delivery lookup is generic (after five calls), it
+    must still probe audit.events by key: a join there read the whole table on every commit, so
+    appends slowed down as the log grew (audit migration 0021)."""
+    async with fresh_pool.acquire() as conn:
+        for _ in range(5):
+            await append_deliveries(conn, [delivery(e) for e in _ids(20)])
+        redelivered = _ids(20)
+        async with conn.transaction():
+            for _ in range(8):
+                rows = await append_deliveries(conn, [delivery(e) for e in redelivered + _ids(20)])
+            scans = await conn.fetchrow(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                "WHERE relid = 'audit.events'::regclass"
+            )
+        assert all(r.duplicate_of is not None for r in rows[:20])
+        assert all(r.duplicate_of is None for r in rows[20:])
+        assert scans is not None
+        assert scans["seq_scan"] == 0 and scans["idx_scan"] >= 8 * 40, dict(scans)
+
+
 async def test_checkpoints_proofs_and_consistency_verify_with_the_public_key(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool
 ) -> None:
