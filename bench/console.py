@@ -3,7 +3,9 @@
 1. **Load.** A fresh database gets ``--count`` deliveries (the real fixtures, verified by the
    provider verifiers as ingest would, ``--objects`` distinct objects per fixture) appended with
    :func:`audit.append.append_deliveries` in batches of ``--batch``, their receipt times spread
-   evenly over the last ``--days`` days. Then the real processors apply every one of them
+   evenly over the last ``--days`` days, and integrated into the Merkle tree by the sequencer's
+   own function (as the worker would; signed at full size by ``ledgerhook checkpoint`` before
+   timing, so a delivery's page shows its proof). Then the real processors apply every one of them
    (:func:`processors.service.process_batch`, 100 per transaction as the worker's batcher does),
    the tables are analyzed (as the worker's ``analyze_stale`` keeps them), the sweeper scans once
    (as the worker does every 15 s), and alerts and a reconciliation run are recorded.
@@ -27,6 +29,7 @@ import random
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,7 +40,7 @@ import httpx
 import msgspec
 
 from bench import common, loadgen, servers
-from bench.apply import _stored
+from bench.apply import _stored, integrate
 from bench.common import log
 
 TARGET_P95_MS = 100.0
@@ -409,6 +412,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             n = asyncio.run(load(url, args.count, run_id, args.objects, args.days, args.batch))
             result["load_s"] = round(time.monotonic() - t0, 1)
             log(f"{n} deliveries appended in {result['load_s']} s")
+            # As the worker's sequencer would: the health page reads the tree's state and a
+            # delivery's page its proof, so the log must be a tree, signed at its full size.
+            result["sequencer"] = asyncio.run(integrate(url))
+            log(f"integrated into the tree: {result['sequencer']}")
             t0 = time.monotonic()
             result["outcomes"] = asyncio.run(apply_all(url))
             result["apply_s"] = round(time.monotonic() - t0, 1)
@@ -416,6 +423,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             samples = asyncio.run(prepare(url, run_id, args.alerts))
             plan = pages(samples)
             env = common.server_env(url, wd, queue)
+            checkpoint = subprocess.run(
+                [str(common.VENV_BIN / "ledgerhook"), "checkpoint"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            log(checkpoint.stdout.strip())
             port = common.free_port()
             with servers.serve(port, 1, env, wd) as api:
                 api.wait_http(f"http://127.0.0.1:{port}/health/ready")

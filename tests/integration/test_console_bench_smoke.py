@@ -52,4 +52,5 @@ def test_console_benchmark_tiny(tmp_path: Path) -> None:
         assert page["p95_ms"] > 0
         assert r["plans"][name]["status"] == 200 and r["plans"][name]["statements"] >= 3
     assert sum(r["outcomes"].values()) == 300
+    assert r["sequencer"]["leaves"] == 300  # the health and proof reads meet a real tree
     assert "p95 < 100 ms on every page" in proc.stdout
