@@ -53,11 +53,22 @@ async def _stripe_bases(
             by_table.setdefault(repo.TABLES[object_type], []).append(o.object_id)
     out: dict[str, str] = {}
     for table, ids in by_table.items():
+        # One key probe per id, whatever the statistics say: as a join, a planner without
+        # fresh statistics (autovacuum off, a sync running before the worker's analyze) read
+        # every state row of the account per page, which made a large sync quadratic. A LATERAL
+        # subquery with LIMIT is never flattened into a join, so each runs as an index probe.
         rows = await conn.fetch(
             f"""
-            SELECT s.id, d.event_id, d.origin
-            FROM processors.{table} s JOIN audit.deliveries d ON d.id = s.last_delivery_id
-            WHERE s.provider = $1 AND s.account = $2 AND s.id = ANY($3::text[])
+            SELECT k.id, d.event_id, d.origin
+            FROM unnest($3::text[]) AS k(id)
+            CROSS JOIN LATERAL (
+                SELECT s.last_delivery_id FROM processors.{table} s
+                WHERE s.provider = $1 AND s.account = $2 AND s.id = k.id LIMIT 1
+            ) s
+            CROSS JOIN LATERAL (
+                SELECT d.event_id, d.origin FROM audit.deliveries d
+                WHERE d.id = s.last_delivery_id LIMIT 1
+            ) d
             """,
             target.provider,
             target.account,
