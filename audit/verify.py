@@ -27,7 +27,9 @@ unsigned starting point proves nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +50,8 @@ from audit.tree import STRIDE, consistency_proof, load_frontier, tree_size
 __all__ = ["VerifyResult", "record_run", "verify_tree"]
 
 _CHUNK = 10_000
+# Leaves between two pauses of a paced walk (``duty`` < 1).
+_PACE_EVERY = 1_000
 
 
 class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -381,9 +385,17 @@ async def verify_tree(
     legacy_key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
     record: str | None = None,
+    duty: float = 1.0,
 ) -> VerifyResult:
     """Verify the tree (from a checkpoint, or the whole of it); ``record`` names the run's
-    source in ``audit.verification_runs`` (None: not recorded)."""
+    source in ``audit.verification_runs`` (None: not recorded).
+
+    ``duty`` below 1 paces the walk: after every ``_PACE_EVERY`` leaves it sleeps so that it works
+    at most that fraction of the time, leaving the rest of its process's event loop and CPU to
+    others (the worker's integrity job shares both with applying deliveries).
+    """
+    if not 0 < duty <= 1:
+        raise ValueError("duty must be in (0, 1]")
     started = datetime.now(UTC)
     walk = _Walk(conn, verifiers, origin, legacy_key, bodies)
     from_size = 0
@@ -423,10 +435,15 @@ async def verify_tree(
             due = iter(cps)
             next_cp = next(due, None)
             query = _LEAVES.format(body=", d.body" if bodies else "")
+            busy_since = time.monotonic()
             async for r in conn.cursor(query, from_size, prefetch=1000):
                 walk.leaf(r, expected)
                 expected += 1
                 walk.checked += 1
+                if duty < 1 and walk.checked % _PACE_EVERY == 0:
+                    busy = time.monotonic() - busy_since
+                    await asyncio.sleep(busy * (1 / duty - 1))
+                    busy_since = time.monotonic()
                 while next_cp is not None and next_cp.tree_size == expected:
                     await walk.at_checkpoint(next_cp)
                     next_cp = next(due, None)

@@ -409,3 +409,31 @@ async def test_the_app_role_cannot_append_around_the_function(fresh_settings: Se
                     await conn.execute(stmt)
     finally:
         await conn.close()
+
+
+async def test_a_paced_verification_pauses_as_it_works_and_verifies_the_same(
+    fresh_settings: Settings, fresh_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's integrity job walks at half duty: it sleeps after every 1 000 leaves for as
+    long as it worked, so applying keeps its share of the worker (and the result is the same)."""
+    import audit.verify
+
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    async with fresh_pool.acquire() as conn:
+        await append_deliveries(conn, [delivery(e) for e in _ids(2_500)])
+        await integrate(conn)
+        origin = log_origin(fresh_settings)
+        unpaced = await verify_tree(conn, verifiers=[log_signer().verifier], origin=origin)
+        monkeypatch.setattr(audit.verify.asyncio, "sleep", sleep)
+        paced = await verify_tree(conn, verifiers=[log_signer().verifier], origin=origin, duty=0.5)
+        with pytest.raises(ValueError, match="duty"):
+            await verify_tree(conn, verifiers=[log_signer().verifier], origin=origin, duty=0)
+    assert paced.ok and unpaced.ok
+    assert paced.tree_size == unpaced.tree_size == 2_500 and paced.root == unpaced.root
+    assert len(pauses) == 2 and all(p > 0 for p in pauses)
