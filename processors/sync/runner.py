@@ -144,7 +144,7 @@ async def _pages(api: ProviderApi, list_name: str, cursor: cursors.Cursor) -> As
         position, created = page.next_cursor, page.next_cursor_created
 
 
-# As often as the worker's analyze job runs. A sync writes state faster than anything else, and
+# As often as the worker's analyze job runs by default. A sync writes state faster than anything else, and
 # it may run before any worker (or on a server with autovacuum off): without fresh statistics
 # its per-page reads of current state were planned for near-empty tables and read whole accounts
 # (`make bench-sync` fell to 306 objects/s at 100 000 customers, PostgreSQL busy on one read).

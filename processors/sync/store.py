@@ -53,10 +53,12 @@ async def _stripe_bases(
             by_table.setdefault(repo.TABLES[object_type], []).append(o.object_id)
     out: dict[str, str] = {}
     for table, ids in by_table.items():
-        # One key probe per id, whatever the statistics say: as a join, a planner without
-        # fresh statistics (autovacuum off, a sync running before the worker's analyze) read
-        # every state row of the account per page, which made a large sync quadratic. A LATERAL
-        # subquery with LIMIT is never flattened into a join, so each runs as an index probe.
+        # One probe per id: as a join, a planner without fresh statistics (autovacuum off, a
+        # sync running before the worker's analyze) read every state row of the account per
+        # page, which made a large sync quadratic. A LATERAL subquery with LIMIT is never
+        # flattened into a join, so each runs as an index probe (by primary key for customers;
+        # tables with another (provider, account, ...) index need the statistics the sync
+        # refreshes, see runner.ANALYZE_EVERY_SECONDS).
         rows = await conn.fetch(
             f"""
             SELECT k.id, d.event_id, d.origin

@@ -1,4 +1,4 @@
-"""Per-page state reads probe by key, whatever the statistics say.
+"""A sync's per-page state reads probe by key, on fresh tables and large ones.
 
 A sync runs before anything analyzed the state tables (this project's PostgreSQL runs with
 autovacuum off, and the worker's analyze may not have run yet), and it applies its pages itself.
