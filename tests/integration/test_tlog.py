@@ -414,8 +414,9 @@ async def test_the_app_role_cannot_append_around_the_function(fresh_settings: Se
 async def test_a_paced_verification_pauses_as_it_works_and_verifies_the_same(
     fresh_settings: Settings, fresh_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker's integrity job walks at half duty: it sleeps after every 1 000 leaves for as
-    long as it worked, so applying keeps its share of the worker (and the result is the same)."""
+    """The worker's integrity job and scheduled checkpoints walk at half duty: they sleep after
+    every 1 000 leaves for as long as they worked, so applying keeps its share of the worker (and
+    the result is the same)."""
     import audit.verify
 
     pauses: list[float] = []
@@ -434,6 +435,10 @@ async def test_a_paced_verification_pauses_as_it_works_and_verifies_the_same(
         paced = await verify_tree(conn, verifiers=[log_signer().verifier], origin=origin, duty=0.5)
         with pytest.raises(ValueError, match="duty"):
             await verify_tree(conn, verifiers=[log_signer().verifier], origin=origin, duty=0)
+        # The scheduled checkpoint verifies its new leaves the same way.
+        cp = await create_checkpoint(conn, log_signer(), origin, source="scheduled", duty=0.5)
+    assert cp is not None and cp.tree_size == 2_500 and cp.root_hash == unpaced.root
+    assert len(pauses) == 4
     assert paced.ok and unpaced.ok
     assert paced.tree_size == unpaced.tree_size == 2_500 and paced.root == unpaced.root
-    assert len(pauses) == 2 and all(p > 0 for p in pauses)
+    assert all(p > 0 for p in pauses)
