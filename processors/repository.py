@@ -36,6 +36,7 @@ __all__ = [
     "HistoryRow",
     "Outcome",
     "StateKey",
+    "analyze_stale",
     "drain_read",
     "event_settled",
     "fetch_deliveries",
@@ -704,3 +705,11 @@ async def record_outcome(
         error,
     )
     return status.endswith(" 1")
+
+
+async def analyze_stale(conn: Conn) -> list[str]:
+    """ANALYZE Ledgerhook's tables whose statistics are stale (``processors.analyze_stale()``,
+    migration 0102); returns the tables analyzed. The worker runs it on a schedule and a sync
+    between pages: on a server with autovacuum off nothing else does."""
+    tables: list[str] = await conn.fetchval("SELECT processors.analyze_stale()")
+    return tables

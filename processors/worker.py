@@ -24,6 +24,7 @@ from ledgerhook import metrics
 from ledgerhook.jobs import PROCESS_DELIVERY, job_id
 from ledgerhook.logs import bind
 from ledgerhook.settings import Settings
+from processors import repository
 from processors.batcher import Batcher
 from processors.errors import DeliveryNotFound
 from processors.sweeper import SweepResult, scan
@@ -200,7 +201,7 @@ async def analyze_stale(ctx: dict[str, Any]) -> list[str]:
     pool: asyncpg.Pool = ctx["pool"]
     started = time.monotonic()
     async with pool.acquire() as conn:
-        tables: list[str] = await conn.fetchval("SELECT processors.analyze_stale()")
+        tables = await repository.analyze_stale(conn)
     if tables:
         log.info(
             "analyzed tables with stale statistics",

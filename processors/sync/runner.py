@@ -31,6 +31,7 @@ from audit.dbtypes import Conn
 from ledgerhook import metrics
 from ledgerhook.settings import Settings
 from processors.errors import ProviderError, SyncBusy, SyncNotConfigured
+from processors.repository import analyze_stale
 from processors.service import process_batch
 from processors.sync import cursors, kinds
 from processors.sync.api import Page, ProviderApi, make_api
@@ -153,7 +154,7 @@ ANALYZE_EVERY_SECONDS = 15.0
 
 async def _analyze_stale(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await conn.fetchval("SELECT processors.analyze_stale()")
+        await analyze_stale(conn)
 
 
 async def _apply(pool: asyncpg.Pool, ids: list[int]) -> tuple[int, int]:
